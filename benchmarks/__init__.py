@@ -1,0 +1,1 @@
+"""benchmarks layer of the wsfinal testbed (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""reports layer of the wsfinal testbed (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""simulator layer of the wsfinal testbed (see DESIGN.md)."""

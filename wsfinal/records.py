@@ -1,0 +1,125 @@
+"""What the store and the strategies know of one connection.
+
+A :class:`ConnectionRecord` is plain mutable data. The connection store is its only writer (see
+:mod:`wsfinal.store`); strategies and analytics read it. Latency figures are milliseconds, times are seconds on
+the event loop's clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .config import ConnectionConfig, ConnectionType
+from .states import ConnectionState
+
+#: Time constant of the latency EWMA, in seconds (a sample weighs 1 - exp(-dt / tau)).
+DEFAULT_EWMA_TAU_S = 10.0
+#: Decay time constant of the peak-EWMA (Finagle's default decay is 10 s).
+DEFAULT_PEAK_EWMA_TAU_S = 10.0
+
+
+@dataclass(slots=True, eq=False)
+class ConnectionRecord:
+    connection_id: str
+    connection_type: ConnectionType
+    endpoint: str
+    cluster_node: str | None = None
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    weight: float = 1.0
+    config: ConnectionConfig | None = None
+    created_at: float = 0.0
+    last_activity: float = 0.0
+    #: Requests sent and not yet finished.
+    outstanding: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests_ok: int = 0
+    requests_failed: int = 0
+    errors: int = 0
+    consecutive_failures: int = 0
+    reconnects: int = 0
+    #: Smoothed request latency (ms); NaN until the first sample.
+    latency_ewma_ms: float = math.nan
+    #: Peak-EWMA latency (ms): jumps up to a slower sample at once, decays towards faster ones.
+    peak_ewma_ms: float = math.nan
+    #: When the EWMAs were last updated (loop time).
+    latency_stamp: float = 0.0
+    last_latency_ms: float = math.nan
+    health_score: float = 100.0
+    stale: bool = False
+    ejected_until: float | None = None
+    ejection_count: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> int:
+        """Messages handled, both directions: the measure of ``LEAST_LOAD``."""
+        return self.messages_sent + self.messages_received
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state is ConnectionState.CONNECTED
+
+    def is_ejected(self, now: float) -> bool:
+        return self.ejected_until is not None and now < self.ejected_until
+
+    def record_latency(
+        self,
+        latency_ms: float,
+        now: float,
+        tau_s: float = DEFAULT_EWMA_TAU_S,
+        peak_tau_s: float = DEFAULT_PEAK_EWMA_TAU_S,
+    ) -> None:
+        """Fold one latency sample into the EWMA and the peak-EWMA (time-weighted, as Finagle does)."""
+        self.last_latency_ms = latency_ms
+        if math.isnan(self.latency_ewma_ms):
+            self.latency_ewma_ms = latency_ms
+            self.peak_ewma_ms = latency_ms
+        else:
+            dt = max(now - self.latency_stamp, 0.0)
+            w = math.exp(-dt / tau_s)
+            self.latency_ewma_ms = self.latency_ewma_ms * w + latency_ms * (1.0 - w)
+            if latency_ms > self.peak_ewma_ms:
+                self.peak_ewma_ms = latency_ms
+            else:
+                pw = math.exp(-dt / peak_tau_s)
+                self.peak_ewma_ms = self.peak_ewma_ms * pw + latency_ms * (1.0 - pw)
+        self.latency_stamp = now
+
+    def peak_ewma_at(self, now: float, peak_tau_s: float = DEFAULT_PEAK_EWMA_TAU_S) -> float:
+        """The peak-EWMA as seen at ``now``: it decays towards the plain EWMA while no sample arrives."""
+        if math.isnan(self.peak_ewma_ms):
+            return math.nan
+        dt = max(now - self.latency_stamp, 0.0)
+        w = math.exp(-dt / peak_tau_s)
+        return self.peak_ewma_ms * w + self.latency_ewma_ms * (1.0 - w)
+
+    def snapshot(self) -> dict[str, object]:
+        """A JSON-friendly copy, for overviews, events and reports."""
+        return {
+            "connection_id": self.connection_id,
+            "connection_type": self.connection_type.value,
+            "endpoint": self.endpoint,
+            "cluster_node": self.cluster_node,
+            "state": self.state.value,
+            "weight": self.weight,
+            "outstanding": self.outstanding,
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "requests_ok": self.requests_ok,
+            "requests_failed": self.requests_failed,
+            "errors": self.errors,
+            "reconnects": self.reconnects,
+            "latency_ewma_ms": None if math.isnan(self.latency_ewma_ms) else self.latency_ewma_ms,
+            "peak_ewma_ms": None if math.isnan(self.peak_ewma_ms) else self.peak_ewma_ms,
+            "health_score": self.health_score,
+            "stale": self.stale,
+            "ejected_until": self.ejected_until,
+            "last_activity": self.last_activity,
+            "created_at": self.created_at,
+        }
