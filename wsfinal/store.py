@@ -1,0 +1,483 @@
+"""The connection store: the one writer of :class:`~wsfinal.records.ConnectionRecord` fields.
+
+Connections report what happens to them here (state changes, requests, messages, errors); the balancer and
+analytics read the records and listen to the store's events. :class:`ConnectionStore` is the interface a
+persistent store implements later; :class:`InMemoryConnectionStore` keeps everything in dicts behind one lock, so
+it may be called from any thread. Listeners and observers run synchronously in the caller's thread, outside
+the lock.
+
+Time: every method that needs ``now`` takes it as an optional argument and otherwise reads the injected clock
+(by default the running event loop's ``time()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import ConnectionConfig, ConnectionType
+from .exceptions import UnknownConnectionError, UsageError, WsFinalError
+from .records import ConnectionRecord
+from .states import ConnectionState, check_transition
+
+logger = logging.getLogger("wsfinal.store")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """Something the store did. ``kind`` is one of registered, state_changed, stale, removed, node_down, node_up."""
+
+    kind: str
+    connection_id: str | None
+    time: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ClusterNode:
+    """A manager node of the cluster, as this store sees it."""
+
+    node_id: str
+    address: str
+    last_heartbeat: float
+    up: bool = True
+
+
+class StoreObserver(Protocol):
+    """Told synchronously about every change that can alter a selection (the balancer implements this)."""
+
+    def on_registered(self, record: ConnectionRecord) -> None: ...
+    def on_state_changed(self, record: ConnectionRecord, old: ConnectionState) -> None: ...
+    def on_load_changed(self, record: ConnectionRecord) -> None: ...
+    def on_removed(self, record: ConnectionRecord) -> None: ...
+
+
+class ConnectionStore(Protocol):
+    """What the manager needs from a store; a database-backed store implements the same methods."""
+
+    async def register_connection(
+        self, connection_id: str, connection_type: ConnectionType, config: ConnectionConfig
+    ) -> bool: ...
+    async def update_connection_state(self, connection_id: str, state: ConnectionState) -> bool: ...
+    def get_connections_by_type(self, connection_type: ConnectionType) -> list[ConnectionRecord]: ...
+    def register(
+        self, connection_id: str, config: ConnectionConfig, *, cluster_node: str | None = None
+    ) -> ConnectionRecord: ...
+    def set_state(self, connection_id: str, state: ConnectionState) -> ConnectionRecord: ...
+    def get(self, connection_id: str) -> ConnectionRecord | None: ...
+    def all(self) -> list[ConnectionRecord]: ...
+    def remove(self, connection_id: str) -> bool: ...
+    def request_started(self, connection_id: str) -> None: ...
+    def request_finished(self, connection_id: str, *, ok: bool, latency_ms: float | None) -> None: ...
+    def message_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
+    def message_received(self, connection_id: str, nbytes: int = 0) -> None: ...
+    def record_error(self, connection_id: str, kind: str = "error") -> None: ...
+    def record_reconnect(self, connection_id: str) -> None: ...
+    def subscribe(self, observer: StoreObserver) -> None: ...
+    def add_listener(self, callback: Callable[[StoreEvent], None]) -> None: ...
+
+
+def loop_clock() -> float:
+    """The running event loop's time. Raises :class:`UsageError` outside a loop: pass ``clock=`` then."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        raise UsageError(
+            "no running event loop to read the time from; pass now= or give the store a clock="
+        ) from None
+
+
+class InMemoryConnectionStore:
+    """A thread-safe in-memory :class:`ConnectionStore` with stale cleanup and cluster-node tracking.
+
+    A connection with no activity for ``stale_multiplier`` x its heartbeat interval is marked stale (event
+    ``stale``) by :meth:`cleanup_stale`; if it stays silent for the same time again it is removed (event
+    ``removed``, reason ``stale``). Cluster nodes send heartbeats; one silent for ``node_timeout_s`` is down.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        stale_multiplier: float = 3.0,
+        node_timeout_s: float = 30.0,
+    ) -> None:
+        if stale_multiplier <= 0:
+            raise UsageError(f"stale_multiplier={stale_multiplier!r}: must be > 0")
+        if node_timeout_s <= 0:
+            raise UsageError(f"node_timeout_s={node_timeout_s!r}: must be > 0")
+        self._clock: Clock = clock or loop_clock
+        self.stale_multiplier = stale_multiplier
+        self.node_timeout_s = node_timeout_s
+        self._lock = threading.RLock()
+        self._records: dict[str, ConnectionRecord] = {}
+        self._by_type: dict[ConnectionType, dict[str, ConnectionRecord]] = defaultdict(dict)
+        self._by_node: dict[str, dict[str, ConnectionRecord]] = defaultdict(dict)
+        self._nodes: dict[str, ClusterNode] = {}
+        self._observers: list[StoreObserver] = []
+        self._listeners: list[Callable[[StoreEvent], None]] = []
+        #: Operation counts: the store's own performance metrics.
+        self.operations: dict[str, int] = defaultdict(int)
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def subscribe(self, observer: StoreObserver) -> None:
+        """Add an observer told about every change that can alter a selection; it sees existing records."""
+        with self._lock:
+            self._observers.append(observer)
+            existing = list(self._records.values())
+        for record in existing:
+            observer.on_registered(record)
+
+    def add_listener(self, callback: Callable[[StoreEvent], None]) -> None:
+        """Call ``callback(event)`` for every :class:`StoreEvent`. A listener that raises is logged, not fatal."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _emit(self, event: StoreEvent) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("store listener %r failed on %s", callback, event.kind)
+
+    def _record(self, connection_id: str) -> ConnectionRecord:
+        record = self._records.get(connection_id)
+        if record is None:
+            raise UnknownConnectionError(connection_id)
+        return record
+
+    # -- registration and state ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        connection_id: str,
+        config: ConnectionConfig,
+        *,
+        cluster_node: str | None = None,
+        now: float | None = None,
+    ) -> ConnectionRecord:
+        """Add a connection in state ``DISCONNECTED``. Raises :class:`UsageError` if the id is taken."""
+        if not isinstance(connection_id, str) or not connection_id:
+            raise UsageError(f"connection_id={connection_id!r}: must be a non-empty string")
+        t = self._now(now)
+        record = ConnectionRecord(
+            connection_id=connection_id,
+            connection_type=config.connection_type,
+            endpoint=config.endpoint,
+            cluster_node=cluster_node if cluster_node is not None else config.cluster_node_id,
+            weight=config.load_balancing_weight,
+            config=config,
+            created_at=t,
+            last_activity=t,
+        )
+        with self._lock:
+            if connection_id in self._records:
+                raise UsageError(f"connection id {connection_id!r} is already registered")
+            self._records[connection_id] = record
+            self._by_type[record.connection_type][connection_id] = record
+            if record.cluster_node is not None:
+                self._by_node[record.cluster_node][connection_id] = record
+            self.operations["register"] += 1
+            observers = list(self._observers)
+        for observer in observers:
+            observer.on_registered(record)
+        self._emit(StoreEvent("registered", connection_id, t, {"type": record.connection_type.value}))
+        return record
+
+    async def register_connection(
+        self, connection_id: str, connection_type: ConnectionType, config: ConnectionConfig
+    ) -> bool:
+        """Seed API: register; ``False`` (and a log line) when the id is taken or the type disagrees."""
+        if config.connection_type is not connection_type:
+            logger.warning(
+                "register_connection(%r): connection_type %s disagrees with config.connection_type %s",
+                connection_id,
+                connection_type.value,
+                config.connection_type.value,
+            )
+            return False
+        try:
+            self.register(connection_id, config)
+        except WsFinalError as exc:
+            logger.warning("register_connection(%r) refused: %s", connection_id, exc)
+            return False
+        return True
+
+    def set_state(
+        self, connection_id: str, state: ConnectionState, now: float | None = None
+    ) -> ConnectionRecord:
+        """Move a connection to ``state``; raises :class:`InvalidTransitionError` if the table forbids it.
+
+        Setting the state it already has is a no-op (no event).
+        """
+        t = self._now(now)
+        with self._lock:
+            record = self._record(connection_id)
+            old = record.state
+            if old is state:
+                return record
+            check_transition(old, state)
+            record.state = state
+            record.last_activity = t
+            if state is ConnectionState.CONNECTED:
+                record.stale = False
+            self.operations["set_state"] += 1
+            observers = list(self._observers)
+        for observer in observers:
+            observer.on_state_changed(record, old)
+        self._emit(StoreEvent("state_changed", connection_id, t, {"old": old.value, "new": state.value}))
+        return record
+
+    async def update_connection_state(self, connection_id: str, state: ConnectionState) -> bool:
+        """Seed API: :meth:`set_state` returning ``False`` (logged) instead of raising."""
+        try:
+            self.set_state(connection_id, state)
+        except WsFinalError as exc:
+            logger.warning("update_connection_state(%r, %s) refused: %s", connection_id, state.value, exc)
+            return False
+        return True
+
+    def remove(self, connection_id: str, now: float | None = None, reason: str = "removed") -> bool:
+        """Forget a connection. Returns ``False`` if it was not known."""
+        t = self._now(now)
+        with self._lock:
+            record = self._records.pop(connection_id, None)
+            if record is None:
+                return False
+            self._by_type[record.connection_type].pop(connection_id, None)
+            if record.cluster_node is not None:
+                self._by_node[record.cluster_node].pop(connection_id, None)
+            self.operations["remove"] += 1
+            observers = list(self._observers)
+        for observer in observers:
+            observer.on_removed(record)
+        self._emit(StoreEvent("removed", connection_id, t, {"reason": reason}))
+        return True
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def get(self, connection_id: str) -> ConnectionRecord | None:
+        with self._lock:
+            return self._records.get(connection_id)
+
+    def all(self) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def get_connections_by_type(self, connection_type: ConnectionType) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self._by_type[connection_type].values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def __contains__(self, connection_id: object) -> bool:
+        with self._lock:
+            return connection_id in self._records
+
+    # -- per-connection metrics (the hot path: one lock, a few additions) -----------------------------------
+
+    def request_started(self, connection_id: str, now: float | None = None) -> None:
+        with self._lock:
+            record = self._record(connection_id)
+            record.outstanding += 1
+            record.last_activity = self._now(now)
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def request_finished(
+        self, connection_id: str, *, ok: bool, latency_ms: float | None, now: float | None = None
+    ) -> None:
+        """A request ended; ``latency_ms`` feeds the EWMAs when given (``None`` for failures with no reply)."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:  # removed while the request was in flight: nothing left to update
+                return
+            t = self._now(now)
+            if record.outstanding > 0:
+                record.outstanding -= 1
+            if ok:
+                record.requests_ok += 1
+                record.consecutive_failures = 0
+            else:
+                record.requests_failed += 1
+                record.consecutive_failures += 1
+            if latency_ms is not None:
+                record.record_latency(latency_ms, t)
+            record.last_activity = t
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def message_sent(self, connection_id: str, nbytes: int = 0, now: float | None = None) -> None:
+        with self._lock:
+            record = self._record(connection_id)
+            record.messages_sent += 1
+            record.bytes_sent += nbytes
+            record.last_activity = self._now(now)
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def message_received(self, connection_id: str, nbytes: int = 0, now: float | None = None) -> None:
+        with self._lock:
+            record = self._record(connection_id)
+            record.messages_received += 1
+            record.bytes_received += nbytes
+            record.last_activity = self._now(now)
+            record.stale = False
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def record_latency(self, connection_id: str, latency_ms: float, now: float | None = None) -> None:
+        """A latency sample that is not a request (a ping round trip, say)."""
+        with self._lock:
+            record = self._record(connection_id)
+            record.record_latency(latency_ms, self._now(now))
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def record_error(self, connection_id: str, kind: str = "error", now: float | None = None) -> None:
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.errors += 1
+            self.operations[f"error:{kind}"] += 1
+
+    def record_reconnect(self, connection_id: str, now: float | None = None) -> None:
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.reconnects += 1
+
+    def touch(self, connection_id: str, now: float | None = None) -> None:
+        """Activity that is not a message (a pong, say): keeps the connection from going stale."""
+        with self._lock:
+            record = self._record(connection_id)
+            record.last_activity = self._now(now)
+            record.stale = False
+
+    def set_health_score(self, connection_id: str, score: float) -> None:
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.health_score = score
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def set_ejection(self, connection_id: str, until: float | None) -> None:
+        """Eject a connection from selection until ``until`` (``None`` lifts it); the balancer calls this."""
+        with self._lock:
+            record = self._record(connection_id)
+            if until is not None:
+                record.ejection_count += 1
+            record.ejected_until = until
+
+    # -- stale cleanup -------------------------------------------------------------------------------------
+
+    def stale_after(self, record: ConnectionRecord) -> float:
+        interval = record.config.heartbeat_interval_seconds if record.config else 30.0
+        return self.stale_multiplier * interval
+
+    def cleanup_stale(self, now: float | None = None) -> list[StoreEvent]:
+        """Mark silent connections stale, remove those stale for as long again; return the events emitted."""
+        t = self._now(now)
+        events: list[StoreEvent] = []
+        to_remove: list[str] = []
+        with self._lock:
+            for record in self._records.values():
+                if record.state is ConnectionState.CLOSED:
+                    to_remove.append(record.connection_id)
+                    continue
+                silence = t - record.last_activity
+                limit = self.stale_after(record)
+                if silence >= 2 * limit and record.stale:
+                    to_remove.append(record.connection_id)
+                elif silence >= limit and not record.stale:
+                    record.stale = True
+                    events.append(
+                        StoreEvent("stale", record.connection_id, t, {"silence_s": silence, "limit_s": limit})
+                    )
+        for event in events:
+            logger.info(
+                "connection %s is stale (%.1f s silent)", event.connection_id, event.detail["silence_s"]
+            )
+            self._emit(event)
+        for connection_id in to_remove:
+            if self.remove(connection_id, now=t, reason="stale"):
+                events.append(StoreEvent("removed", connection_id, t, {"reason": "stale"}))
+        return events
+
+    # -- cluster nodes -------------------------------------------------------------------------------------
+
+    def register_node(self, node_id: str, address: str = "", now: float | None = None) -> None:
+        t = self._now(now)
+        with self._lock:
+            self._nodes[node_id] = ClusterNode(node_id, address, t, True)
+
+    def node_heartbeat(self, node_id: str, now: float | None = None) -> None:
+        t = self._now(now)
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None:
+                raise UsageError(f"unknown cluster node {node_id!r}: register_node() it first")
+            node.last_heartbeat = t
+            came_back = not node.up
+            node.up = True
+        if came_back:
+            self._emit(StoreEvent("node_up", None, t, {"node_id": node_id}))
+
+    def list_nodes(self, now: float | None = None) -> list[ClusterNode]:
+        """Every known node, with ``up`` refreshed: a node silent for ``node_timeout_s`` is down."""
+        t = self._now(now)
+        went_down: list[str] = []
+        with self._lock:
+            for node in self._nodes.values():
+                alive = t - node.last_heartbeat < self.node_timeout_s
+                if node.up and not alive:
+                    went_down.append(node.node_id)
+                node.up = alive
+            nodes = [ClusterNode(n.node_id, n.address, n.last_heartbeat, n.up) for n in self._nodes.values()]
+        for node_id in went_down:
+            logger.warning("cluster node %s is down (no heartbeat for %.1f s)", node_id, self.node_timeout_s)
+            self._emit(StoreEvent("node_down", None, t, {"node_id": node_id}))
+        return nodes
+
+    def connections_by_node(self, node_id: str) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self._by_node.get(node_id, {}).values())
+
+    def metrics(self) -> dict[str, Any]:
+        """Store-wide counts: connections per state and type, and operation counts."""
+        with self._lock:
+            by_state: dict[str, int] = defaultdict(int)
+            by_type: dict[str, int] = defaultdict(int)
+            for record in self._records.values():
+                by_state[record.state.value] += 1
+                by_type[record.connection_type.value] += 1
+            return {
+                "connections": len(self._records),
+                "by_state": dict(by_state),
+                "by_type": dict(by_type),
+                "nodes": len(self._nodes),
+                "operations": dict(self.operations),
+            }
