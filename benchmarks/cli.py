@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("benchmarks.strategy_table",)
+COMMAND_MODULES: tuple[str, ...] = ("benchmarks.demo", "benchmarks.strategy_table")
 
 
 def build_parser() -> argparse.ArgumentParser:

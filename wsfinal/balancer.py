@@ -35,7 +35,7 @@ from .config import ConnectionType, LoadBalancingStrategy
 from .exceptions import UsageError
 from .records import ConnectionRecord
 from .states import ConnectionState
-from .store import Clock, InMemoryConnectionStore, loop_clock
+from .store import Clock, InMemoryConnectionStore
 from .strategies import Adaptive, Pool
 
 logger = logging.getLogger("wsfinal.balancer")
@@ -111,11 +111,9 @@ class WebSocketLoadBalancer:
         if not 0.0 <= panic_threshold <= 1.0:
             raise UsageError(f"panic_threshold={panic_threshold!r}: must be within [0, 1]")
         if consecutive_failures_threshold < 1:
-            raise UsageError(
-                f"consecutive_failures_threshold={consecutive_failures_threshold!r}: must be >= 1"
-            )
+            raise UsageError(f"consecutive_failures_threshold={consecutive_failures_threshold!r}: must be >= 1")
         self.store = store
-        self._clock: Clock = clock or loop_clock
+        self._clock: Clock = clock or store.clock
         self.rng = random.Random(seed)
         self.default_strategy = LoadBalancingStrategy.parse(default_strategy)
         self.panic_threshold = panic_threshold
@@ -212,9 +210,7 @@ class WebSocketLoadBalancer:
         selection = self.choose(connection_type, strategy)
         return None if selection is None else selection.record
 
-    def report(
-        self, selection: Selection, *, ok: bool, latency_ms: float | None, now: float | None = None
-    ) -> None:
+    def report(self, selection: Selection, *, ok: bool, latency_ms: float | None, now: float | None = None) -> None:
         """The request routed by ``selection`` ended: feeds strategy statistics and the ADAPTIVE bandit."""
         stats = self._stats[selection.strategy]
         if ok:
@@ -311,9 +307,7 @@ class WebSocketLoadBalancer:
             threshold = mean - self.success_rate_stdev_factor * statistics.pstdev(rates)
             for record, rate in candidates:
                 if rate < threshold and not record.is_ejected(now):
-                    self._eject(
-                        record, now, f"success rate {rate:.1%} below the peers' threshold {threshold:.1%}"
-                    )
+                    self._eject(record, now, f"success rate {rate:.1%} below the peers' threshold {threshold:.1%}")
 
     async def _perform_health_checks(self) -> None:
         """Seed API: one health-check round at the loop's current time."""

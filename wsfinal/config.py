@@ -47,10 +47,7 @@ class LoadBalancingStrategy(enum.Enum):
             return text
         key = str(text).strip()
         for member in cls:
-            if (
-                key.lower() in (member.value, member.name.lower())
-                or key.lower().replace("-", "_") == member.value
-            ):
+            if key.lower() in (member.value, member.name.lower()) or key.lower().replace("-", "_") == member.value:
                 return member
         names = ", ".join(m.value for m in cls)
         raise ConfigurationError("strategy", text, f"unknown strategy; expected one of {names}")
@@ -124,9 +121,7 @@ class ConnectionConfig:
         _positive("connection_timeout_seconds", self.connection_timeout_seconds)
         _positive("message_timeout_seconds", self.message_timeout_seconds)
         if isinstance(self.max_message_size_bytes, bool) or not isinstance(self.max_message_size_bytes, int):
-            raise ConfigurationError(
-                "max_message_size_bytes", self.max_message_size_bytes, "must be an integer"
-            )
+            raise ConfigurationError("max_message_size_bytes", self.max_message_size_bytes, "must be an integer")
         if self.max_message_size_bytes <= 0:
             raise ConfigurationError("max_message_size_bytes", self.max_message_size_bytes, "must be > 0")
         _positive("load_balancing_weight", self.load_balancing_weight)
@@ -184,6 +179,4 @@ class IntegrationConfig:
             raise ConfigurationError("max_connections", self.max_connections, "must be > 0")
         for name in ("health_check_interval", "analytics_interval", "alert_check_interval"):
             _positive(name, getattr(self, name))
-        self.default_load_balancing_strategy = LoadBalancingStrategy.parse(
-            self.default_load_balancing_strategy
-        )
+        self.default_load_balancing_strategy = LoadBalancingStrategy.parse(self.default_load_balancing_strategy)

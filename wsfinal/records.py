@@ -90,12 +90,12 @@ class ConnectionRecord:
         self.latency_stamp = now
 
     def peak_ewma_at(self, now: float, peak_tau_s: float = DEFAULT_PEAK_EWMA_TAU_S) -> float:
-        """The peak-EWMA as seen at ``now``: it decays towards the plain EWMA while no sample arrives."""
+        """The peak-EWMA as seen at ``now``: like Finagle, it decays towards zero while no sample arrives, so a
+        connection left alone for a while is tried again (and its cost corrected by the next sample)."""
         if math.isnan(self.peak_ewma_ms):
             return math.nan
         dt = max(now - self.latency_stamp, 0.0)
-        w = math.exp(-dt / peak_tau_s)
-        return self.peak_ewma_ms * w + self.latency_ewma_ms * (1.0 - w)
+        return self.peak_ewma_ms * math.exp(-dt / peak_tau_s)
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-friendly copy, for overviews, events and reports."""

@@ -89,9 +89,7 @@ def loop_clock() -> float:
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:
-        raise UsageError(
-            "no running event loop to read the time from; pass now= or give the store a clock="
-        ) from None
+        raise UsageError("no running event loop to read the time from; pass now= or give the store a clock=") from None
 
 
 class InMemoryConnectionStore:
@@ -114,6 +112,8 @@ class InMemoryConnectionStore:
         if node_timeout_s <= 0:
             raise UsageError(f"node_timeout_s={node_timeout_s!r}: must be > 0")
         self._clock: Clock = clock or loop_clock
+        #: The clock this store reads when ``now`` is not given (shared with the balancer by default).
+        self.clock: Clock = self._clock
         self.stale_multiplier = stale_multiplier
         self.node_timeout_s = node_timeout_s
         self._lock = threading.RLock()
@@ -214,9 +214,7 @@ class InMemoryConnectionStore:
             return False
         return True
 
-    def set_state(
-        self, connection_id: str, state: ConnectionState, now: float | None = None
-    ) -> ConnectionRecord:
+    def set_state(self, connection_id: str, state: ConnectionState, now: float | None = None) -> ConnectionRecord:
         """Move a connection to ``state``; raises :class:`InvalidTransitionError` if the table forbids it.
 
         Setting the state it already has is a no-op (no event).
@@ -418,9 +416,7 @@ class InMemoryConnectionStore:
                         StoreEvent("stale", record.connection_id, t, {"silence_s": silence, "limit_s": limit})
                     )
         for event in events:
-            logger.info(
-                "connection %s is stale (%.1f s silent)", event.connection_id, event.detail["silence_s"]
-            )
+            logger.info("connection %s is stale (%.1f s silent)", event.connection_id, event.detail["silence_s"])
             self._emit(event)
         for connection_id in to_remove:
             if self.remove(connection_id, now=t, reason="stale"):

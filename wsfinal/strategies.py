@@ -145,9 +145,7 @@ class RandomChoice(Strategy):
         return members[int(rng.random() * len(members))]
 
 
-def _two_distinct(
-    members: list[ConnectionRecord], rng: random.Random
-) -> tuple[ConnectionRecord, ConnectionRecord]:
+def _two_distinct(members: list[ConnectionRecord], rng: random.Random) -> tuple[ConnectionRecord, ConnectionRecord]:
     n = len(members)
     i = int(rng.random() * n)
     j = int(rng.random() * (n - 1))

@@ -1,0 +1,147 @@
+import asyncio
+
+import pytest
+
+from wsfinal import ConnectionConfig, ConnectionState, ConnectionType, LoadBalancingStrategy, UsageError
+from wsfinal.balancer import WebSocketLoadBalancer
+from wsfinal.store import InMemoryConnectionStore
+
+LBS = LoadBalancingStrategy
+S = ConnectionState
+T = ConnectionType.TRADING
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def setup(n=4, **kw):
+    clock = Clock()
+    store = InMemoryConnectionStore(clock=clock)
+    lb = WebSocketLoadBalancer(store, seed=7, **kw)
+    for i in range(n):
+        store.register(f"c{i}", ConnectionConfig(url=f"ws://127.0.0.1:{9000 + i}/", connection_type=T))
+        store.set_state(f"c{i}", S.CONNECTING)
+        store.set_state(f"c{i}", S.CONNECTED)
+    return clock, store, lb
+
+
+def fail(store, cid, n):
+    for _ in range(n):
+        store.request_started(cid)
+        store.request_finished(cid, ok=False, latency_ms=None)
+
+
+def test_select_connection_seed_api_and_none_exactly_when_nothing_connected():
+    async def main():
+        store = InMemoryConnectionStore()
+        lb = WebSocketLoadBalancer(store)
+        assert await lb.select_connection(T) is None
+        store.register("a", ConnectionConfig(url="ws://127.0.0.1:1/", connection_type=T))
+        assert await lb.select_connection(T) is None  # registered, not connected
+        store.set_state("a", S.CONNECTING)
+        assert await lb.select_connection(T) is None
+        store.set_state("a", S.CONNECTED)
+        assert (await lb.select_connection(T, LBS.LEAST_LATENCY)).connection_id == "a"
+        assert await lb.select_connection(ConnectionType.MARKET_DATA) is None
+        store.set_state("a", S.RECONNECTING)
+        assert await lb.select_connection(T) is None
+
+    asyncio.run(main())
+
+
+def test_consecutive_failures_eject_with_growing_duration():
+    clock, store, lb = setup(4, base_ejection_s=10.0, max_ejection_s=25.0, consecutive_failures_threshold=3)
+    fail(store, "c0", 3)
+    r = store.get("c0")
+    assert r.ejected_until == 10.0 and r.ejection_count == 1
+    assert "c0" not in {x.connection_id for x in lb.eligible(T)}
+    assert all(lb.choose(T, LBS.ROUND_ROBIN).record.connection_id != "c0" for _ in range(20))
+    clock.t = 10.0
+    assert lb.choose(T) is not None  # expiry is checked on the pick path too
+    assert r.ejected_until is None and "c0" in {x.connection_id for x in lb.eligible(T)}
+    fail(store, "c0", 3)
+    assert r.ejected_until == 30.0  # second ejection: 2 x 10 s
+    clock.t = 30.0
+    lb.perform_health_checks(clock.t)
+    fail(store, "c0", 3)
+    assert r.ejected_until == 55.0  # third: 3 x 10 capped at 25 s
+    assert [e[1] for e in lb.ejection_log] == ["c0", "c0", "c0"]
+
+
+def test_max_ejection_percent_and_panic_mode():
+    clock, store, lb = setup(4, max_ejection_percent=50.0, consecutive_failures_threshold=1)
+    for cid in ("c0", "c1", "c2"):
+        fail(store, cid, 1)
+    assert len(lb.eligible(T)) == 2  # at most 50 % of 4 ejected
+    assert not lb.choose(T).panic
+    # With the eligible share below the panic threshold, every connected connection is used again.
+    clock2, store2, lb2 = setup(3, max_ejection_percent=100.0, consecutive_failures_threshold=1, panic_threshold=0.5)
+    fail(store2, "c0", 1)
+    fail(store2, "c1", 1)
+    assert len(lb2.eligible(T)) == 1
+    picked = {lb2.choose(T, LBS.ROUND_ROBIN).record.connection_id for _ in range(6)}
+    assert picked == {"c0", "c1", "c2"}
+    assert lb2.panic_selections[T] == 6
+
+
+def test_success_rate_outlier_ejected_at_health_check():
+    clock, store, lb = setup(6, success_rate_request_volume=20, consecutive_failures_threshold=1000)
+    for i in range(6):
+        cid = f"c{i}"
+        for k in range(40):
+            store.request_started(cid)
+            ok = not (cid == "c5" and k % 2 == 0)  # c5 fails half its requests
+            store.request_finished(cid, ok=ok, latency_ms=1.0)
+    lb.perform_health_checks(clock.t)
+    assert store.get("c5").ejected_until is not None
+    assert all(store.get(f"c{i}").ejected_until is None for i in range(5))
+    assert "success rate" in lb.ejection_log[-1][3]
+
+
+def test_health_scorer_feeds_health_based():
+    async def main():
+        loop = asyncio.get_running_loop()
+        store = InMemoryConnectionStore()
+        lb = WebSocketLoadBalancer(
+            store, seed=1, health_scorer=lambda r, now: 90.0 if r.connection_id == "c1" else 10.0
+        )
+        for i in range(2):
+            store.register(f"c{i}", ConnectionConfig(url="ws://127.0.0.1:1/", connection_type=T))
+            store.set_state(f"c{i}", S.CONNECTING)
+            store.set_state(f"c{i}", S.CONNECTED)
+        await lb._perform_health_checks()
+        assert store.get("c1").health_score == 90.0 and lb.health_checks == 1
+        picks = {lb.choose(T, LBS.HEALTH_BASED, now=loop.time()).record.connection_id for _ in range(20)}
+        assert picks == {"c1"}
+
+    asyncio.run(main())
+
+
+def test_strategy_performance_counts():
+    clock, store, lb = setup(2)
+    for i in range(10):
+        sel = lb.choose(T, LBS.RANDOM)
+        lb.report(sel, ok=i % 5 != 0, latency_ms=4.0)
+    perf = lb.get_strategy_performance()
+    assert perf[LBS.RANDOM]["selections"] == 10
+    assert perf[LBS.RANDOM]["success_rate"] == pytest.approx(0.8)
+    assert perf[LBS.RANDOM]["mean_latency_ms"] == pytest.approx(4.0)
+
+
+def test_removed_connection_never_selected_again():
+    clock, store, lb = setup(3)
+    store.remove("c1")
+    for kind in LBS:
+        for _ in range(10):
+            assert lb.choose(T, kind).record.connection_id != "c1"
+
+
+def test_bad_parameters_are_clear():
+    store = InMemoryConnectionStore(clock=Clock())
+    with pytest.raises(UsageError, match="panic_threshold=2"):
+        WebSocketLoadBalancer(store, panic_threshold=2)
