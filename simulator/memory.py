@@ -1,0 +1,237 @@
+"""The in-memory transport: wsfinal's :class:`~wsfinal.transport.Transport` seam with no sockets.
+
+A :class:`MemoryNetwork` maps ``host:port`` endpoints to exchange nodes (:class:`~simulator.node.ExchangeNode`).
+:class:`MemoryTransport` dials a URL on it and returns a :class:`MemoryChannel` (the client's end); the node gets
+a :class:`_ServerEnd` (its :class:`~simulator.node.ServerChannel`). Deliveries are scheduled on the running loop
+(``call_soon`` for frames, ``call_at`` for fragment delays), so on a :class:`~simulator.virtual.VirtualTimeLoop`
+a whole exchange session runs in virtual time. Network latency and faults are the node's business, exactly as
+in live mode; this module only carries whole messages, in order, like a loopback TCP connection.
+
+This is the pair harness of STYLE.md habit 6: what one end sent is what the other end receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from wsfinal.config import ConnectionConfig
+from wsfinal.exceptions import ConnectTimeout, TransportError
+from wsfinal.transport import HandshakeRefused, TransportClosed
+
+if TYPE_CHECKING:
+    from simulator.node import ExchangeNode, NodeConnection
+
+ABNORMAL_CLOSURE = 1006
+
+
+def endpoint_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+class MemoryNetwork:
+    """Which node answers at which ``host:port``. One network per run."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, ExchangeNode] = {}
+        self._peers = itertools.count(1)
+        self.channels: list[MemoryChannel] = []
+
+    def add(self, endpoint: str, node: ExchangeNode) -> str:
+        """Serve ``node`` at ``endpoint`` (``host:port``); returns the ws:// URL clients dial."""
+        self._nodes[endpoint] = node
+        return f"ws://{endpoint}/ws/2"
+
+    def node_at(self, url: str) -> ExchangeNode | None:
+        return self._nodes.get(endpoint_of(url))
+
+    def open_channels(self) -> int:
+        return sum(1 for c in self.channels if c.close_code is None)
+
+
+class MemoryTransport:
+    """Dials nodes of a :class:`MemoryNetwork`. ``peer`` names this client for connection rate limiting."""
+
+    def __init__(self, network: MemoryNetwork, *, peer: str = "127.0.0.1") -> None:
+        self.network = network
+        self.peer = peer
+
+    async def connect(self, url: str, config: ConnectionConfig) -> MemoryChannel:
+        node = self.network.node_at(url)
+        if node is None:
+            raise TransportError(f"could not connect ({url}): nothing listens at {endpoint_of(url)}")
+        refusal = node.refuse(self.peer)
+        if refusal is not None:
+            status, text = refusal
+            raise HandshakeRefused(f"handshake refused with HTTP {status} ({url}): {text}", status=status)
+        loop = asyncio.get_running_loop()
+        channel = MemoryChannel(loop, url, max_size=config.max_message_size_bytes)
+        server = _ServerEnd(channel, self.peer)
+        channel._server = server
+        server.node_conn = node.connect(server)
+        self.network.channels.append(channel)
+        if channel.close_code is not None and not channel._inbox:
+            raise ConnectTimeout(f"connection closed during the opening handshake ({url})")
+        return channel
+
+
+class MemoryChannel:
+    """The client's end: a :class:`~wsfinal.transport.Channel` over in-memory queues."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, url: str, *, max_size: int | None = None) -> None:
+        self._loop = loop
+        self.url = url
+        self.max_size = max_size
+        self._inbox: deque[str | bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._server: _ServerEnd | None = None
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # -- delivery from the server end ---------------------------------------------------------------------
+
+    def _deliver(self, data: str | bytes) -> None:
+        if self._close_code is not None:
+            return
+        if self.max_size is not None and len(data) > self.max_size:
+            # What websockets does with a frame over max_size: close with 1009, message too big.
+            self._closed_by_peer(1009, "message too big", notify_server=True)
+            return
+        self._inbox.append(data)
+        self.bytes_received += len(data)
+        self._wake()
+
+    def _closed_by_peer(self, code: int, reason: str, *, notify_server: bool = False) -> None:
+        if self._close_code is not None:
+            return
+        self._close_code = code
+        self._close_reason = reason
+        self._wake()
+        if notify_server and self._server is not None:
+            self._server.peer_closed()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- Channel ------------------------------------------------------------------------------------------
+
+    async def send(self, data: str | bytes) -> None:
+        if self._close_code is not None:
+            raise self._lost()
+        server = self._server
+        assert server is not None
+        self.bytes_sent += len(data)
+        self._loop.call_soon(server.receive, data)
+
+    async def recv(self) -> str | bytes:
+        while not self._inbox:
+            if self._close_code is not None:
+                raise self._lost()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._inbox.popleft()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._close_code is not None:
+            return
+        self._close_code = code
+        self._close_reason = reason
+        self._wake()
+        if self._server is not None:
+            self._loop.call_soon(self._server.peer_closed)
+
+    async def ping(self) -> float:
+        """An in-memory round trip takes one loop iteration each way: 0 s of loop time."""
+        if self._close_code is not None:
+            raise self._lost()
+        start = self._loop.time()
+        await asyncio.sleep(0)
+        return self._loop.time() - start
+
+    def abort(self) -> None:
+        """Drop the connection with no close frame (as if the client process died)."""
+        if self._close_code is None:
+            self._closed_by_peer(ABNORMAL_CLOSURE, "", notify_server=True)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._close_reason
+
+    def _lost(self) -> TransportClosed:
+        code = self._close_code if self._close_code is not None else ABNORMAL_CLOSURE
+        reason = self._close_reason or ""
+        return TransportClosed(
+            f"connection closed ({self.url}): code {code} {reason}".rstrip(), code=code, reason=reason
+        )
+
+
+class _ServerEnd:
+    """The node's end of a :class:`MemoryChannel`: implements :class:`simulator.node.ServerChannel`."""
+
+    def __init__(self, client: MemoryChannel, peer: str) -> None:
+        self.client = client
+        self.peer = peer
+        self.node_conn: NodeConnection | None = None
+        self._open = True
+
+    def receive(self, data: str | bytes) -> None:
+        if self._open and self.node_conn is not None:
+            self.node_conn.receive(data)
+
+    def send(self, data: str | bytes) -> None:
+        if self._open:
+            self.client._deliver(data)
+
+    def send_fragments(self, parts: Sequence[str | bytes], delay_s: float) -> None:
+        """The client sees the reassembled message once its last fragment has arrived."""
+        if not self._open or not parts:
+            return
+        first = parts[0]
+        whole: Any = b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+        if isinstance(first, str):
+            whole = whole.decode("utf-8", errors="replace")
+        loop = self.client._loop
+        loop.call_at(loop.time() + delay_s * (len(parts) - 1), self.send, whole)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.client._closed_by_peer(code, reason)
+        self._released()
+
+    def abort(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.client._closed_by_peer(ABNORMAL_CLOSURE, "")
+        self._released()
+
+    def peer_closed(self) -> None:
+        """The client closed or vanished: tell the node once."""
+        if not self._open:
+            return
+        self._open = False
+        self._released()
+
+    def _released(self) -> None:
+        conn = self.node_conn
+        if conn is not None:
+            conn.closed()

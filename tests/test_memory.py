@@ -1,0 +1,104 @@
+"""The in-memory transport against a real exchange node, on the virtual-time loop."""
+
+import asyncio
+import json
+
+import pytest
+
+from simulator.memory import MemoryNetwork, MemoryTransport
+from simulator.node import ExchangeNode
+from simulator.scenario import NodeSpec
+from simulator.virtual import run_virtual
+from wsfinal import ConnectionConfig, ConnectionLost, ConnectionType, TransportError
+from wsfinal.transport import HandshakeRefused
+
+URL = "ws://127.0.0.1:7001/ws/2"
+CFG = ConnectionConfig(url=URL, connection_type=ConnectionType.MARKET_DATA)
+
+
+def make(faults=()):
+    node = ExchangeNode(NodeSpec(id="n1", symbols=("tBTCUSD",)), faults=faults, seed=3)
+    network = MemoryNetwork()
+    network.add("127.0.0.1:7001", node)
+    return node, network
+
+
+def test_info_ping_and_subscribe_round_trip():
+    async def main():
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        info = json.loads(await channel.recv())
+        assert info["event"] == "info" and info["version"] == 2
+        await channel.send(json.dumps({"event": "ping", "cid": 42}))
+        pong = json.loads(await channel.recv())
+        assert pong["event"] == "pong" and pong["cid"] == 42
+        await channel.send(json.dumps({"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"}))
+        sub = json.loads(await channel.recv())
+        assert sub["event"] == "subscribed" and sub["channel"] == "ticker"
+        first = json.loads(await channel.recv())
+        assert first[0] == sub["chanId"]
+        await channel.close()
+        assert channel.close_code == 1000
+        with pytest.raises(ConnectionLost):
+            await channel.recv()
+        await asyncio.sleep(0)
+        assert not node.connections  # the node released the connection
+        node.stop()
+
+    run_virtual(main())
+
+
+def test_unknown_endpoint_and_server_close():
+    async def main():
+        node, network = make()
+        node.start()
+        with pytest.raises(TransportError, match="nothing listens"):
+            await MemoryTransport(network).connect("ws://127.0.0.1:9/ws/2", CFG)
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        await channel.recv()
+        node.stop()  # aborts every connection: no close frame
+        with pytest.raises(ConnectionLost) as info:
+            await channel.recv()
+        assert info.value.code == 1006
+
+    run_virtual(main())
+
+
+def test_node_down_refuses_the_handshake():
+    from simulator.scenario import FaultSpec
+
+    async def main():
+        node, network = make([FaultSpec(kind="node_down", at_s=1.0, duration_s=5.0, node="n1")])
+        node.start()
+        await asyncio.sleep(2.0)
+        with pytest.raises(HandshakeRefused) as info:
+            await MemoryTransport(network).connect(URL, CFG)
+        assert info.value.status == 503
+        await asyncio.sleep(5.0)
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        assert json.loads(await channel.recv())["event"] == "info"
+        await channel.close()
+        node.stop()
+
+    run_virtual(main())
+
+
+def test_same_seed_same_stream_in_virtual_time():
+    async def main():
+        node, network = make()
+        node.start()
+        loop = asyncio.get_running_loop()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        await channel.recv()
+        await channel.send(json.dumps({"event": "subscribe", "channel": "trades", "symbol": "tBTCUSD"}))
+        frames = []
+        while loop.time() < 5.0:
+            frames.append((round(loop.time(), 9), await channel.recv()))
+        await channel.close()
+        node.stop()
+        return frames
+
+    a = run_virtual(main())
+    b = run_virtual(main())
+    assert len(a) > 5 and a == b
