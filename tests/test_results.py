@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from simulator.results import (
+    OUTCOMES,
+    SCHEMA_VERSION,
+    RequestRecorder,
+    RequestTable,
+    RunResult,
+    check_accounting,
+    latency_stats,
+    outcome_counts,
+    summarize_requests,
+)
+
+
+def filled(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    rec = RequestRecorder(capacity=8)  # forces growth
+    for i in range(n):
+        t = i * 0.01
+        lat = rng.exponential(0.005)
+        outcome = OUTCOMES[i % 7 % len(OUTCOMES)] if i % 10 == 0 else "acknowledged"
+        rec.add(t, t, t + lat, f"c{i % 3}", f"n{i % 2}", "trading", outcome, 10001 if outcome == "rejected" else None)
+    return RequestTable.from_recorder(rec)
+
+
+def test_recorder_grows_and_keeps_rows():
+    table = filled(1000)
+    assert len(table) == 1000
+    assert table.connections == ["c0", "c1", "c2"] and table.nodes == ["n0", "n1"]
+    assert np.all(table.latency_ms >= 0)
+
+
+def test_summary_counts_add_up_and_respect_warmup():
+    table = filled(1000)
+    s = summarize_requests(table, warmup_s=2.0)
+    assert s["all"]["submitted"] == 800
+    assert check_accounting(s["all"]["outcomes"], s["all"]["submitted"])
+    assert sum(b["submitted"] for b in s["by_node"].values()) == 800
+    lat = s["all"]["latency"]
+    assert lat["count"] == s["all"]["outcomes"]["acknowledged"]
+    assert lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+
+
+def test_latency_stats_empty_and_known():
+    assert latency_stats(np.array([]))["p99_ms"] is None
+    stats = latency_stats(np.arange(1, 101, dtype=float))
+    assert stats["p50_ms"] == pytest.approx(50.5) and stats["mean_ms"] == pytest.approx(50.5)
+
+
+def test_outcome_counts_cover_every_outcome():
+    assert set(outcome_counts(filled(50))) == set(OUTCOMES)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    table = filled(200)
+    summary = {"schema_version": SCHEMA_VERSION, "status": "ok", "requests": summarize_requests(table, 0.0)}
+    result = RunResult(summary, table, [{"time": 1.0, "kind": "fault", "detail": {"kind": "latency"}}])
+    out = result.save(tmp_path / "run")
+    assert {p.name for p in out.iterdir()} == {"summary.json", "requests.npz", "requests.csv", "events.jsonl"}
+    back = RunResult.load(out)
+    assert back.summary == json.loads(json.dumps(summary))
+    for name in table.columns:
+        assert np.array_equal(back.requests.columns[name], table.columns[name])
+    assert back.requests.connections == table.connections and back.events == result.events
+    assert (out / "requests.csv").read_text().count("\n") == 201
+
+
+def test_load_rejects_other_schema_versions(tmp_path):
+    table = filled(5)
+    RunResult({"schema_version": 999}, table).save(tmp_path)
+    with pytest.raises(ValueError, match="schema_version 999"):
+        RunResult.load(tmp_path)
