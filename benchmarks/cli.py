@@ -13,7 +13,12 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("benchmarks.demo", "benchmarks.strategy_table")
+COMMAND_MODULES: tuple[str, ...] = (
+    "benchmarks.demo",
+    "benchmarks.strategy_table",
+    "simulator.exchange_commands",
+    "simulator.scenario_commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -203,6 +203,8 @@ class RunResult:
     summary: dict[str, Any]
     requests: RequestTable
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Wall-clock figures of this run on this machine (timing.json): never part of the deterministic summary.
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -246,6 +248,8 @@ class RunResult:
         with (out / "events.jsonl").open("w") as fh:
             for event in self.events:
                 fh.write(json.dumps(event, sort_keys=True, default=_json_default) + "\n")
+        if self.timing:
+            (out / "timing.json").write_text(json.dumps(self.timing, indent=2, sort_keys=True))
         return out
 
     @classmethod
@@ -272,7 +276,9 @@ class RunResult:
         events_path = d / "events.jsonl"
         if events_path.exists():
             events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
-        return cls(summary, table, events)
+        timing_path = d / "timing.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        return cls(summary, table, events, timing)
 
 
 def _json_default(obj: Any) -> Any:

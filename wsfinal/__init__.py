@@ -5,6 +5,10 @@ Import the public names from here; submodules are implementation detail unless d
 
 from __future__ import annotations
 
+from .alerts import Alert, AlertRule, AlertSeverity, AlertType, RouteConfig, WebSocketAlertManager
+from .analytics import PerformanceMetrics, Prediction, WebSocketAnalytics
+from .anomaly import Anomaly, AnomalyType, Cusum, EwmaControlChart, RobustZScore, Severity
+from .balancer import Selection, WebSocketLoadBalancer
 from .config import (
     ConnectionConfig,
     ConnectionType,
@@ -12,6 +16,7 @@ from .config import (
     LoadBalancingStrategy,
     NotificationConfig,
 )
+from .connection import ManagedConnection
 from .exceptions import (
     CapacityError,
     ConfigurationError,
@@ -27,32 +32,82 @@ from .exceptions import (
     UsageError,
     WsFinalError,
 )
+from .health import HealthInputs, health_score
+from .interface import ConnectionEvent, ConnectionMetrics, WebSocketConnectionInterface
+from .manager import WebSocketIntegrationManager
+from .notifications import DeliveryRecord, Notification, NotificationChannel, RecordingNotifier
 from .records import ConnectionRecord
+from .requests import OutcomeKind, RequestOutcome
 from .states import TRANSITIONS, ConnectionState
+from .stats import Ewma, LatencyHistogram, PeakEwma, SlidingWindowCounter
+from .store import ConnectionStore, InMemoryConnectionStore, StoreEvent
+from .strategies import Strategy
+from .transport import Channel, Transport, WebsocketsTransport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TRANSITIONS",
+    "Alert",
+    "AlertRule",
+    "AlertSeverity",
+    "AlertType",
+    "Anomaly",
+    "AnomalyType",
     "CapacityError",
+    "Channel",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionConfig",
+    "ConnectionEvent",
     "ConnectionLost",
+    "ConnectionMetrics",
     "ConnectionRecord",
     "ConnectionState",
+    "ConnectionStore",
     "ConnectionType",
+    "Cusum",
+    "DeliveryRecord",
+    "Ewma",
+    "EwmaControlChart",
     "ExchangeError",
+    "HealthInputs",
+    "InMemoryConnectionStore",
     "IntegrationConfig",
     "InvalidTransitionError",
+    "LatencyHistogram",
     "LoadBalancingStrategy",
+    "ManagedConnection",
+    "Notification",
+    "NotificationChannel",
     "NotificationConfig",
     "NotificationError",
+    "OutcomeKind",
+    "PeakEwma",
     "PeerError",
+    "PerformanceMetrics",
+    "Prediction",
     "ProtocolViolation",
+    "RecordingNotifier",
+    "RequestOutcome",
+    "RobustZScore",
+    "RouteConfig",
+    "Selection",
+    "Severity",
+    "SlidingWindowCounter",
+    "StoreEvent",
+    "Strategy",
+    "Transport",
     "TransportError",
     "UnknownConnectionError",
     "UsageError",
+    "WebSocketAlertManager",
+    "WebSocketAnalytics",
+    "WebSocketConnectionInterface",
+    "WebSocketIntegrationManager",
+    "WebSocketLoadBalancer",
+    "WebsocketsTransport",
     "WsFinalError",
     "__version__",
+    "health_score",
 ]

@@ -1,0 +1,603 @@
+"""One client connection to the fake exchange, speaking a subset of the Bitfinex WebSocket API v2.
+
+:class:`ExchangeSession` is a pure protocol core (no sockets, no clock, no I/O): the shell feeds it what
+happened together with the current loop time, and executes the actions it returns, in order:
+
+* :class:`Send` - send ``text`` as one frame (text frame for ``str``, binary for ``bytes``);
+* :class:`Close` - start the closing handshake with ``code`` / ``reason``; then stop calling the session;
+* :class:`Order` - an authenticated order: pass it through the node's service model, and when the model
+  finishes it call :meth:`ExchangeSession.order_done` and execute what that returns.
+
+How a shell must drive one session (the live server, the virtual transport, the tests)::
+
+    s = ExchangeSession(market=feed, api_keys={"key": "secret"})
+    run(s.on_open(now))                          # once, right after the handshake
+    run(s.on_message(frame, now))                # each client frame (str or bytes); never raises
+    run(s.on_market(events, now))                # events = feed.advance(now), delivered to every session
+    run(s.on_tick(now))                          # whenever now >= s.next_deadline() (None: nothing to do)
+    run(s.order_done(order, now, ok=True))       # when the service model finished an Order
+    run(s.info(INFO_RECONNECT, now))             # a fault asks for 20051 / 20060 / 20061
+    s.on_close(now)                              # once, when the connection is gone (releases book views)
+
+After any call, re-read :meth:`ExchangeSession.next_deadline`: it moves whenever something is sent.
+Queue-full and other service errors are ``order_done(order, now, ok=False, code=ERR_RATE_LIMIT)``;
+:meth:`ExchangeSession.order_error_text` gives the text that goes with a code.
+
+Flags (``conf``): TIMESTAMP appends the message time in ms as the last element of every array message;
+SEQ_ALL appends a per-connection public sequence number to every array message, and on channel 0 a
+second, authenticated sequence number after it (error notifications carry the public one only, as the
+Bitfinex client libraries expect); OB_CHECKSUM sends ``[chanId,"cs",checksum]`` after a book snapshot and
+after each event's book updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsfinal.exceptions import UsageError
+
+from .book import FREQUENCIES, LENGTHS, PRECISIONS
+from .market import MarketEvent, MarketFeed, channel_key
+
+# ----------------------------------------------------------------------------- protocol constants
+
+API_VERSION = 2
+
+FLAG_DEC_S = 8  # accepted, not implemented: decimals stay numbers
+FLAG_TIME_S = 32  # accepted, not implemented: timestamps stay numbers
+FLAG_TIMESTAMP = 32768
+FLAG_SEQ_ALL = 65536
+FLAG_OB_CHECKSUM = 131072
+
+ERR_UNKNOWN_EVENT = 10000  # also: malformed JSON, wrong message shape
+ERR_UNKNOWN_PAIR = 10001
+ERR_PARAMS = 10020  # order input with a missing or invalid field
+ERR_AUTH_FAILED = 10100
+ERR_SUB_FAILED = 10300
+ERR_SUB_DUP = 10301
+ERR_SUB_UNKNOWN_CHANNEL = 10302
+ERR_SUB_LIMIT = 10305
+ERR_UNSUB_FAILED = 10400
+ERR_UNSUB_NOT_SUBSCRIBED = 10401
+ERR_RATE_LIMIT = 11010  # Bitfinex's "ratelimit: error"; the node uses it when its queue is full
+
+INFO_RECONNECT = 20051
+INFO_MAINTENANCE_START = 20060
+INFO_MAINTENANCE_END = 20061
+
+INFO_TEXTS: dict[int, str] = {
+    INFO_RECONNECT: "Stopping. Please try to reconnect",
+    INFO_MAINTENANCE_START: (
+        "Entering in Maintenance mode. Please pause any activity and resume after receiving the info "
+        "message 20061 (it should take 120 seconds at most)."
+    ),
+    INFO_MAINTENANCE_END: (
+        "Maintenance ended. You can resume normal activity. It is advised to unsubscribe/subscribe again all channels."
+    ),
+}
+
+#: Texts of ERROR notifications by code (order_done with ok=False and no text uses these).
+ORDER_ERROR_TEXTS: dict[int, str] = {
+    ERR_UNKNOWN_EVENT: "error: unknown",
+    ERR_UNKNOWN_PAIR: "symbol: invalid",
+    ERR_PARAMS: "Invalid order: parameters",
+    ERR_AUTH_FAILED: "auth: not authenticated",
+    ERR_RATE_LIMIT: "ratelimit: error",
+    INFO_MAINTENANCE_START: "maintenance: orders refused",
+}
+
+CLOSE_MESSAGE_TOO_BIG = 1009
+_MAX_CID = 2**53  # cids must survive a JavaScript client
+# ASCII-only output: echoed client strings may hold lone surrogates, which a frame could not carry as UTF-8
+_EVENT_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+class SessionUsageError(UsageError, ValueError):
+    """The shell called the session wrongly (e.g. an info code that does not exist)."""
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``text`` to the client as one frame (``bytes``: a binary frame)."""
+
+    text: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with this WebSocket close code and reason."""
+
+    code: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An authenticated order input ``[0,"on",null,{...}]`` waiting for the node's service model."""
+
+    cid: int
+    request: list[Any]
+    received_at: float
+
+
+Action = Send | Close | Order
+
+
+@dataclass(slots=True)
+class _Sub:
+    chan_id: int
+    key: str
+    channel: str
+    symbol: str
+    prefix: str  # '[chanId,'
+    since_seq: int  # market events up to this seq are already in the snapshot
+    book: bool
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+class ExchangeSession:
+    """One client connection: Bitfinex v2 protocol state, fed events, returning actions (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        market: MarketFeed,
+        api_keys: Mapping[str, str] | None = None,
+        heartbeat_interval_s: float = 15.0,
+        max_subscriptions: int = 25,
+        platform_status: int = 1,
+        max_frame_bytes: int = 1 << 20,
+        server_id: str = "wsfinal-sim-0000",
+        strict: bool = False,
+    ) -> None:
+        self.market = market
+        self.api_keys: Mapping[str, str] = api_keys or {}
+        self.heartbeat_interval_s = float(heartbeat_interval_s)
+        self.max_subscriptions = int(max_subscriptions)
+        self.platform_status = int(platform_status)
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.server_id = server_id
+        #: re-raise internal errors instead of answering them with an error event (for tests)
+        self.strict = strict
+        self.flags = 0
+        self.authenticated = False
+        self.user_id: int | None = None
+        self.maintenance = False
+        self.closed = False
+        self._subs: dict[int, _Sub] = {}
+        self._by_key: dict[str, _Sub] = {}
+        self._by_symbol: dict[str, list[_Sub]] = {}
+        self._last_sent: dict[int, float] = {}  # chanId -> last time anything was sent on it
+        self._next_chan_id = 1
+        self._pub_seq = 0
+        self._auth_seq = 0
+        self._epoch_s = market.epoch_s
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subs)
+
+    def channel_ids(self) -> list[int]:
+        """Channel ids of the public subscriptions, in subscription order."""
+        return list(self._subs)
+
+    # ------------------------------------------------------------------ shell entry points
+
+    def on_open(self, now: float) -> list[Action]:
+        """The ``info`` event a client receives right after connecting."""
+        return [
+            self._event(
+                {
+                    "event": "info",
+                    "version": API_VERSION,
+                    "serverId": self.server_id,
+                    "platform": {"status": self.platform_status},
+                }
+            )
+        ]
+
+    def on_message(self, data: str | bytes, now: float) -> list[Action]:
+        """Handle one client frame. Bad input gets a Bitfinex error event; an oversized frame, Close(1009)."""
+        if self.closed:
+            return []
+        size = len(data)
+        if size > self.max_frame_bytes or (
+            isinstance(data, str) and size * 4 > self.max_frame_bytes and len(_utf8(data)) > self.max_frame_bytes
+        ):
+            self.on_close(now)
+            return [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
+        try:
+            return self._dispatch(data, now)
+        except Exception:
+            if self.strict:
+                raise
+            return [self._error(ERR_UNKNOWN_EVENT, "error: internal")]
+
+    def on_market(self, events: Sequence[MarketEvent], now: float) -> list[Action]:
+        """Frames for the market events on this session's channels (call with every batch from advance())."""
+        if self.closed or not self._subs:
+            return []
+        out: list[Action] = []
+        by_symbol = self._by_symbol
+        flags = self.flags
+        plain = not flags & (FLAG_SEQ_ALL | FLAG_TIMESTAMP)
+        checksums = bool(flags & FLAG_OB_CHECKSUM)
+        last_sent = self._last_sent
+        for ev in events:
+            subs = by_symbol.get(ev.symbol)
+            if not subs:
+                continue
+            payloads = ev.payloads
+            for sub in subs:
+                texts = payloads.get(sub.key)
+                if texts is None or ev.seq <= sub.since_seq:
+                    continue
+                prefix = sub.prefix
+                if checksums and sub.book:
+                    cs = ev.checksums.get(sub.key)
+                    if cs is not None:
+                        texts = (*texts, f'"cs",{cs}')
+                if plain:
+                    for text in texts:
+                        out.append(Send(prefix + text + "]"))
+                else:  # _wrap() inlined: this loop runs once per frame per client
+                    tail = f",{round((self._epoch_s + ev.time) * 1000.0)}]" if flags & FLAG_TIMESTAMP else "]"
+                    if flags & FLAG_SEQ_ALL:
+                        seq = self._pub_seq
+                        for text in texts:
+                            seq += 1
+                            out.append(Send(f"{prefix}{text},{seq}{tail}"))
+                        self._pub_seq = seq
+                    else:
+                        for text in texts:
+                            out.append(Send(prefix + text + tail))
+                last_sent[sub.chan_id] = now
+        return out
+
+    def on_tick(self, now: float) -> list[Action]:
+        """Heartbeats ``[chanId,"hb"]`` for every channel silent for ``heartbeat_interval_s``."""
+        if self.closed:
+            return []
+        out: list[Action] = []
+        hb = self.heartbeat_interval_s
+        for chan_id, last in self._last_sent.items():
+            # The same expression as next_deadline(), so a tick at exactly that time always finds the work:
+            # `last <= now - hb` can miss it by one rounding and a virtual-time loop would spin at `now`.
+            if last + hb <= now:
+                out.append(Send(self._wrap(f"[{chan_id},", '"hb"', now)))
+                self._last_sent[chan_id] = now
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_tick` next has work (a heartbeat is due), or None when no channel is open."""
+        if self.closed or not self._last_sent:
+            return None
+        return min(self._last_sent.values()) + self.heartbeat_interval_s
+
+    def order_done(
+        self, order: Order, now: float, *, ok: bool, code: int | None = None, text: str = ""
+    ) -> list[Action]:
+        """The ``n`` / ``on-req`` notification for a finished order: SUCCESS if ``ok``, else ERROR ``code``."""
+        if self.closed:
+            return []
+        request = order.request
+        fields = request[3] if len(request) > 3 and isinstance(request[3], dict) else {"cid": order.cid}
+        if ok:
+            return [self._notification(fields, now, ok=True, code=None, text=text)]
+        code = ERR_UNKNOWN_EVENT if code is None else code
+        return [self._notification(fields, now, ok=False, code=code, text=text)]
+
+    def info(self, code: int, now: float) -> list[Action]:
+        """An info event 20051 (reconnect), 20060 (maintenance start: orders refused) or 20061 (end)."""
+        if code not in INFO_TEXTS:
+            raise SessionUsageError(f"info code {code!r} is not one of {sorted(INFO_TEXTS)}")
+        if self.closed:
+            return []
+        if code == INFO_MAINTENANCE_START:
+            self.maintenance = True
+        elif code == INFO_MAINTENANCE_END:
+            self.maintenance = False
+        return [self._event({"event": "info", "code": code, "msg": INFO_TEXTS[code]})]
+
+    def on_close(self, now: float) -> None:
+        """The connection is gone: release this session's book views. Later calls return nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        for sub in self._subs.values():
+            self.market.release(sub.key)
+        self._subs.clear()
+        self._by_key.clear()
+        self._by_symbol.clear()
+        self._last_sent.clear()
+
+    @staticmethod
+    def order_error_text(code: int) -> str:
+        """The text of an ERROR notification with this code (what ``order_done(ok=False)`` sends)."""
+        return ORDER_ERROR_TEXTS.get(code, f"error: {code}")
+
+    # ------------------------------------------------------------------ framing helpers
+
+    def _event(self, obj: dict[str, Any]) -> Send:
+        return Send(_EVENT_DUMPS(obj))
+
+    def _error(self, code: int, msg: str, **fields: Any) -> Send:
+        body: dict[str, Any] = {"event": "error", "msg": msg, "code": code}
+        body.update(fields)
+        return self._event(body)
+
+    def _wrap(self, prefix: str, payload: str, t: float, *, auth: bool = False) -> str:
+        """``prefix + payload`` closed with the sequence number(s) and timestamp the flags ask for."""
+        flags = self.flags
+        tail = ""
+        if flags & FLAG_SEQ_ALL:
+            self._pub_seq += 1
+            tail = f",{self._pub_seq}"
+            if auth:
+                self._auth_seq += 1
+                tail += f",{self._auth_seq}"
+        if flags & FLAG_TIMESTAMP:
+            tail += f",{round((self._epoch_s + t) * 1000.0)}"  # = market.mts(t), inlined: hot path
+        return prefix + payload + tail + "]"
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, data: str | bytes, now: float) -> list[Action]:
+        if isinstance(data, bytes | bytearray | memoryview):
+            try:
+                data = bytes(data).decode("utf-8")
+            except UnicodeDecodeError:
+                return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not UTF-8)")]
+        try:
+            msg = json.loads(data)
+        except (ValueError, RecursionError):
+            return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not JSON)")]
+        if isinstance(msg, dict):
+            event = msg.get("event")
+            if event == "ping":
+                return self._ping(msg, now)
+            if event == "subscribe":
+                return self._subscribe(msg, now)
+            if event == "unsubscribe":
+                return self._unsubscribe(msg)
+            if event == "conf":
+                return self._conf(msg)
+            if event == "auth":
+                return self._auth(msg, now)
+            return [self._error(ERR_UNKNOWN_EVENT, "error: unknown event")]
+        if isinstance(msg, list):
+            if len(msg) >= 2 and type(msg[0]) is int and msg[0] == 0 and msg[1] == "on":
+                return self._order(msg, now)
+            return [self._error(ERR_UNKNOWN_EVENT, "error: unknown input")]
+        return [self._error(ERR_UNKNOWN_EVENT, "error: message must be a JSON object or array")]
+
+    def _ping(self, msg: dict[str, Any], now: float) -> list[Action]:
+        reply: dict[str, Any] = {"event": "pong", "ts": self.market.mts(now)}
+        if "cid" in msg and _is_short_scalar(msg["cid"]):
+            reply["cid"] = msg["cid"]
+        return [self._event(reply)]
+
+    def _conf(self, msg: dict[str, Any]) -> list[Action]:
+        flags = msg.get("flags")
+        if type(flags) is not int or not 0 <= flags < 2**31:
+            shown = flags if type(flags) is int or (isinstance(flags, str) and len(flags) <= 64) else None
+            return [self._event({"event": "conf", "status": "FAILED", "flags": shown})]
+        self.flags = flags
+        return [self._event({"event": "conf", "status": "OK", "flags": flags})]
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _subscribe(self, msg: dict[str, Any], now: float) -> list[Action]:
+        echo = {k: msg[k] for k in ("channel", "symbol", "pair", "prec", "freq", "len", "subId") if k in msg}
+        echo = {k: v for k, v in echo.items() if _is_short_scalar(v)}
+
+        def fail(code: int, text: str) -> list[Action]:
+            return [self._error(code, text, **echo)]
+
+        channel = msg.get("channel")
+        if not isinstance(channel, str):
+            return fail(ERR_SUB_FAILED, "subscribe: channel missing")
+        if channel not in ("ticker", "trades", "book"):
+            return fail(ERR_SUB_UNKNOWN_CHANNEL, "subscribe: unknown channel")
+        symbol = msg.get("symbol")
+        if symbol is None and isinstance(msg.get("pair"), str):
+            pair = msg["pair"]
+            symbol = pair if pair.startswith("t") else "t" + pair
+        if not isinstance(symbol, str):
+            return fail(ERR_SUB_FAILED, "subscribe: symbol missing")
+        if not self.market.has_symbol(symbol):
+            return fail(ERR_UNKNOWN_PAIR, "symbol: invalid")
+        prec, freq, length = "P0", "F0", 25
+        if channel == "book":
+            prec = msg.get("prec", "P0")
+            freq = msg.get("freq", "F0")
+            raw_len = msg.get("len", 25)
+            if not isinstance(prec, str) or prec not in PRECISIONS:
+                return fail(ERR_SUB_FAILED, "subscribe: prec invalid")
+            if not isinstance(freq, str) or freq not in FREQUENCIES:
+                return fail(ERR_SUB_FAILED, "subscribe: freq invalid")
+            if isinstance(raw_len, str) and raw_len.isdigit() and len(raw_len) <= 4:
+                raw_len = int(raw_len)
+            if type(raw_len) is not int or raw_len not in LENGTHS:
+                return fail(ERR_SUB_FAILED, "subscribe: len invalid")
+            length = raw_len
+        key = channel_key(channel, symbol, prec, freq, length)
+        if key in self._by_key:
+            return fail(ERR_SUB_DUP, "subscribe: dup")
+        if len(self._subs) >= self.max_subscriptions:
+            return fail(ERR_SUB_LIMIT, "subscribe: limit")
+        chan_id = self._next_chan_id
+        self._next_chan_id += 1
+        self.market.retain(key)
+        sub = _Sub(chan_id, key, channel, symbol, f"[{chan_id},", self.market.last_seq, channel == "book")
+        self._subs[chan_id] = sub
+        self._by_key[key] = sub
+        self._by_symbol.setdefault(symbol, []).append(sub)
+        reply: dict[str, Any] = {"event": "subscribed", "channel": channel, "chanId": chan_id, "symbol": symbol}
+        if channel == "book":
+            reply.update(prec=prec, freq=freq, len=str(length))
+        if "subId" in echo:
+            reply["subId"] = echo["subId"]
+        reply["pair"] = symbol[1:]
+        out: list[Action] = [self._event(reply)]
+        payload, checksum = self.market.snapshot(key)
+        out.append(Send(self._wrap(sub.prefix, payload, now)))
+        if checksum is not None and self.flags & FLAG_OB_CHECKSUM:
+            out.append(Send(self._wrap(sub.prefix, f'"cs",{checksum}', now)))
+        self._last_sent[chan_id] = now
+        return out
+
+    def _unsubscribe(self, msg: dict[str, Any]) -> list[Action]:
+        chan_id = msg.get("chanId")
+        if type(chan_id) is not int:
+            shown = {"chanId": chan_id} if _is_short_scalar(chan_id) else {}
+            return [self._error(ERR_UNSUB_FAILED, "unsubscribe: invalid", **shown)]
+        sub = self._subs.pop(chan_id, None)
+        if sub is None:
+            return [self._error(ERR_UNSUB_NOT_SUBSCRIBED, "unsubscribe: not subscribed", chanId=chan_id)]
+        del self._by_key[sub.key]
+        self._by_symbol[sub.symbol].remove(sub)
+        self._last_sent.pop(chan_id, None)
+        self.market.release(sub.key)
+        return [self._event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})]
+
+    # ------------------------------------------------------------------ authenticated path
+
+    def _auth(self, msg: dict[str, Any], now: float) -> list[Action]:
+        def failed(text: str) -> list[Action]:
+            return [
+                self._event({"event": "auth", "status": "FAILED", "chanId": 0, "msg": text, "code": ERR_AUTH_FAILED})
+            ]
+
+        if self.authenticated:
+            return failed("auth: dup")
+        key, sig, payload = msg.get("apiKey"), msg.get("authSig"), msg.get("authPayload")
+        if not isinstance(key, str) or key not in self.api_keys:
+            return failed("apikey: invalid")
+        if not isinstance(sig, str) or not isinstance(payload, str) or not payload.startswith("AUTH"):
+            return failed("apikey: digest invalid")
+        expected = hmac.new(_utf8(self.api_keys[key]), _utf8(payload), hashlib.sha384).hexdigest()
+        if not hmac.compare_digest(expected.encode(), _utf8(sig.lower())):
+            return failed("apikey: digest invalid")
+        self.authenticated = True
+        self.user_id = zlib.crc32(_utf8(key)) % 10_000_000
+        out: list[Action] = [
+            self._event(
+                {
+                    "event": "auth",
+                    "status": "OK",
+                    "chanId": 0,
+                    "userId": self.user_id,
+                    "auth_id": f"{self.server_id}-{self.user_id}",
+                    "caps": {"orders": {"read": 1, "write": 1}, "wallets": {"read": 1, "write": 0}},
+                }
+            )
+        ]
+        # the account snapshots a Bitfinex client receives after auth (this simulated account is empty)
+        for kind in ("ps", "ws", "os"):
+            out.append(Send(self._wrap("[0,", f'"{kind}",[]', now, auth=True)))
+        self._last_sent[0] = now
+        return out
+
+    def _order(self, msg: list[Any], now: float) -> list[Action]:
+        fields = msg[3] if len(msg) >= 4 and isinstance(msg[3], dict) else {}
+        if not self.authenticated:
+            return [self._notification(fields, now, ok=False, code=ERR_AUTH_FAILED, text="")]
+        if self.maintenance:
+            return [self._notification(fields, now, ok=False, code=INFO_MAINTENANCE_START, text="")]
+        problem = self._order_problem(fields)
+        if problem is not None:
+            code, text = problem
+            return [self._notification(fields, now, ok=False, code=code, text=text)]
+        return [Order(cid=fields["cid"], request=msg, received_at=now)]
+
+    def _order_problem(self, o: dict[str, Any]) -> tuple[int, str] | None:
+        cid = o.get("cid")
+        if type(cid) is not int or not 0 <= cid < _MAX_CID:
+            return ERR_PARAMS, "Invalid order: cid must be an integer in [0, 2^53)"
+        order_type = o.get("type")
+        if not isinstance(order_type, str) or not order_type or len(order_type) > 64:
+            return ERR_PARAMS, "Invalid order: type"
+        symbol = o.get("symbol")
+        if not isinstance(symbol, str) or not self.market.has_symbol(symbol):
+            return ERR_UNKNOWN_PAIR, "symbol: invalid"
+        amount = _number(o.get("amount"))
+        if amount is None or amount == 0:
+            return ERR_PARAMS, "Invalid order: amount"
+        price = _number(o.get("price"))
+        if "MARKET" not in order_type.upper() and (price is None or price <= 0):
+            return ERR_PARAMS, "Invalid order: price"
+        return None
+
+    def _notification(self, o: dict[str, Any], now: float, *, ok: bool, code: int | None, text: str) -> Send:
+        cid = o.get("cid") if type(o.get("cid")) is int else None
+        gid = o.get("gid") if type(o.get("gid")) is int else None
+        symbol = o.get("symbol") if isinstance(o.get("symbol"), str) and len(o["symbol"]) <= 32 else None
+        order_type = o.get("type") if isinstance(o.get("type"), str) and len(o["type"]) <= 64 else None
+        amount = _number(o.get("amount"))
+        price = _number(o.get("price"))
+        flags = o.get("flags") if type(o.get("flags")) is int and 0 <= o["flags"] < 2**31 else 0
+        mts = self.market.mts(now)
+        order_id = self.market.next_order_id() if ok else None
+        stamp = mts if ok else None
+        order = [
+            order_id, gid, cid, symbol, stamp, stamp, amount, amount, order_type, None,
+            None, None, flags, "ACTIVE" if ok else None, None, None, price or 0, 0, 0, 0,
+            None, None, None, 0, 1 if o.get("hidden") in (1, True) else 0, None, None, None, "API>BFX", None,
+            None, None,
+        ]  # fmt: skip
+        if ok:
+            status = "SUCCESS"
+            side = "buy" if (amount or 0) > 0 else "sell"
+            base = (symbol or "t???")[1:4] if symbol and ":" not in symbol else (symbol or "t?:").split(":")[0][1:]
+            text = text or f"Submitting {(order_type or '').lower()} {side} order for {abs(amount or 0)} {base}."
+        else:
+            status = "ERROR"
+            text = text or self.order_error_text(code or ERR_UNKNOWN_EVENT)
+        note = [mts, "on-req", None, None, order, code, status, text]
+        return Send(self._wrap("[0,", '"n",' + _EVENT_DUMPS(note), now, auth=ok))
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _number(value: object) -> float | None:
+    """A finite number from a JSON number or numeric string (Bitfinex accepts both), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        result = float(value) if not isinstance(value, int) or abs(value) < 2**63 else math.inf
+    elif isinstance(value, str) and len(value) <= 40:
+        try:
+            result = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _is_short_scalar(value: object) -> bool:
+    if isinstance(value, str):
+        return len(value) <= 64
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, int | bool)

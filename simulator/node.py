@@ -1,0 +1,439 @@
+"""One fake exchange node: its client sessions, market feed, service model and faults, on one event loop.
+
+The node runs the pure pieces (:class:`~simulator.bitfinex.ExchangeSession`, :class:`~simulator.market.MarketFeed`,
+:class:`~simulator.service.ServiceModel`, :class:`~simulator.faults.FaultSchedule`) with ``loop.call_at`` timers
+and talks to clients through a small server-side channel (:class:`ServerChannel`). The live server wraps a
+``websockets`` connection in one; an in-memory transport can provide another, and the node then runs unchanged in
+virtual time. Faults therefore act here, never in socket code.
+
+The shell's duties: ask :meth:`ExchangeNode.refuse` in the handshake, call :meth:`ExchangeNode.connect` once the
+connection is open, feed each client frame to :meth:`NodeConnection.receive`, and call
+:meth:`NodeConnection.closed` when the connection is gone (whoever closed it), so its timers are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from simulator.bitfinex import (
+    ERR_RATE_LIMIT,
+    INFO_MAINTENANCE_START,
+    Close,
+    ExchangeSession,
+    Order,
+    Send,
+)
+from simulator.faults import AbortLink, CloseLink, Deliver, Edge, FaultSchedule, Info, Link
+from simulator.market import MarketFeed
+from simulator.service import ServiceDistribution, ServiceModel, distribution_from_params
+
+#: Error code of the ``n`` notification when the node's queue is full (Bitfinex "ratelimit: error").
+RATE_LIMIT_CODE = ERR_RATE_LIMIT
+#: Orders are refused with this code on a connection told 20060 (maintenance start) until 20061.
+MAINTENANCE_CODE = INFO_MAINTENANCE_START
+
+
+class ServerChannel(Protocol):
+    """The server side of one client connection, as the node needs it. Every method returns at once.
+
+    ``send`` queues one frame (text for ``str``, binary for ``bytes``); ``send_fragments`` queues one message
+    as fragments sent ``delay_s`` apart; ``close`` starts a close handshake; ``abort`` drops the connection with
+    no close frame. Calls after the connection is closed are ignored. ``peer`` names the client (its host), which
+    connection rate limiting counts by.
+
+    Optional: ``pause_reading()`` / ``resume_reading()``, called while a ``timeout`` fault stalls the client ->
+    exchange direction, so that a shell answering protocol pings by itself stops doing so (half-open link).
+    """
+
+    peer: str
+
+    def send(self, data: str | bytes) -> None: ...
+
+    def send_fragments(self, parts: Sequence[str | bytes], delay_s: float) -> None: ...
+
+    def close(self, code: int, reason: str = "") -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def node_rngs(seed: int, node_id: str) -> tuple[np.random.Generator, np.random.Generator]:
+    """The market and service generators of a node: independent streams from (seed, node id)."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(node_id.encode())])
+    market, service = ss.spawn(2)
+    return np.random.default_rng(market), np.random.default_rng(service)
+
+
+class NodeConnection:
+    """One client connection as the node sees it: session, fault link and the frames queued in each direction."""
+
+    def __init__(self, node: ExchangeNode, channel: ServerChannel, session: ExchangeSession, link: Link) -> None:
+        self.node = node
+        self.channel = channel
+        self.session = session
+        self.link = link
+        self.open = True
+        self._seq = itertools.count()
+        self._out: list[tuple[float, int, Any]] = []  # (at, seq, delivery) heap, exchange -> client
+        self._in: list[tuple[float, int, str | bytes]] = []  # (at, seq, frame) heap, client -> exchange
+        self._out_timer: tuple[float, asyncio.TimerHandle] | None = None
+        self._in_timer: tuple[float, asyncio.TimerHandle] | None = None
+        self._tick_timer: tuple[float, asyncio.TimerHandle] | None = None
+        self._handles: set[asyncio.TimerHandle] = set()
+        #: True while reading from the client is paused (a ``timeout`` fault on the up direction).
+        self.reading_paused = False
+
+    # -- inbound ----------------------------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes) -> None:
+        """A frame from the client: through the up-link faults, then to the session when it arrives."""
+        if not self.open:
+            return
+        now = self.node.loop.time()
+        for d in self.link.plan("up", data, now):
+            if isinstance(d, Deliver):
+                if d.at <= now and not self._in:
+                    self._handle_inbound(d.data, now)
+                else:
+                    heapq.heappush(self._in, (d.at, next(self._seq), d.data))
+                    self._arm_in()
+            else:
+                self._schedule_out(d)
+
+    def _arm_in(self) -> None:
+        at = self._in[0][0]
+        if self._in_timer is not None and self._in_timer[0] <= at:
+            return
+        if self._in_timer is not None:
+            self._in_timer[1].cancel()
+        self._in_timer = (at, self.node.loop.call_at(at, self._flush_in))
+
+    def _flush_in(self) -> None:
+        self._in_timer = None
+        now = self.node.loop.time()
+        while self.open and self._in and self._in[0][0] <= now:
+            _, _, data = heapq.heappop(self._in)
+            self._handle_inbound(data, now)
+        if self.open and self._in:
+            self._arm_in()
+
+    def _handle_inbound(self, data: str | bytes, now: float) -> None:
+        self.node.frames_received += 1
+        self.execute(self.session.on_message(data, now), now)
+
+    # -- actions ----------------------------------------------------------------------------------------------
+
+    def execute(self, actions: Iterable[Any], now: float) -> None:
+        """Carry out what the session returned: frames through the down-link faults, closes, orders."""
+        link = self.link
+        for action in actions:
+            if not self.open:
+                return
+            if type(action) is Send:
+                if not self._out and link.clear("down", now):  # the common case: no delay, no fault
+                    self.node.frames_sent += 1
+                    self.channel.send(action.text)
+                    continue
+                for d in link.plan("down", action.text, now):
+                    self._schedule_out(d)
+            elif isinstance(action, Close):
+                self._schedule_out(CloseLink(self.link.close_at(now), action.code, action.reason))
+            elif isinstance(action, Order):
+                self.node._submit(self, action, now)
+        self._arm_tick(now)
+
+    def _schedule_out(self, d: Deliver | CloseLink | AbortLink) -> None:
+        now = self.node.loop.time()
+        if isinstance(d, AbortLink) and d.at <= now:
+            self._do(d)  # abrupt: whatever is queued is lost
+            return
+        if d.at <= now and not self._out:
+            self._do(d)
+            return
+        heapq.heappush(self._out, (d.at, next(self._seq), d))
+        at = self._out[0][0]
+        if self._out_timer is not None and self._out_timer[0] <= at:
+            return
+        if self._out_timer is not None:
+            self._out_timer[1].cancel()
+        self._out_timer = (at, self.node.loop.call_at(at, self._flush_out))
+
+    def _flush_out(self) -> None:
+        self._out_timer = None
+        now = self.node.loop.time()
+        while self.open and self._out and self._out[0][0] <= now:
+            _, _, d = heapq.heappop(self._out)
+            self._do(d)
+        if self.open and self._out:
+            at = self._out[0][0]
+            self._out_timer = (at, self.node.loop.call_at(at, self._flush_out))
+
+    def _do(self, d: Deliver | CloseLink | AbortLink) -> None:
+        if not self.open:
+            return
+        if isinstance(d, Deliver):
+            self.node.frames_sent += 1
+            if d.fragments:
+                self.channel.send_fragments(d.fragments, d.fragment_delay)
+            else:
+                self.channel.send(d.data)
+        elif isinstance(d, CloseLink):
+            self._shut()
+            self.channel.close(d.code, d.reason)
+        else:
+            self._shut()
+            self.channel.abort()
+
+    # -- timers -----------------------------------------------------------------------------------------------
+
+    def _arm_tick(self, now: float) -> None:
+        deadline = self.session.next_deadline()
+        if deadline is None or not self.open:
+            return
+        if self._tick_timer is not None:
+            if self._tick_timer[0] <= deadline:
+                return
+            self._tick_timer[1].cancel()
+        self._tick_timer = (deadline, self.node.loop.call_at(max(deadline, now), self._on_tick))
+
+    def _on_tick(self) -> None:
+        self._tick_timer = None
+        now = self.node.loop.time()
+        self.execute(self.session.on_tick(now), now)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
+        """A timer owned by this connection: cancelled if the connection goes away first."""
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._handles.discard(handle)
+            if self.open:
+                callback(*args)
+
+        handle = self.node.loop.call_at(when, fire)
+        self._handles.add(handle)
+
+    def update_reading(self, now: float) -> None:
+        """Pause or resume reading from the client as the ``timeout`` faults on the up direction say."""
+        stalled = self.open and self.link.stalled("up", now)
+        if stalled != self.reading_paused:
+            self.reading_paused = stalled
+            method = getattr(self.channel, "pause_reading" if stalled else "resume_reading", None)
+            if method is not None:
+                method()
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting in this connection's delay queues (latency, pacing, slicing)."""
+        return len(self._out) + len(self._in)
+
+    def _shut(self) -> None:
+        self.open = False
+        for timer in (self._out_timer, self._in_timer, self._tick_timer):
+            if timer is not None:
+                timer[1].cancel()
+        self._out_timer = self._in_timer = self._tick_timer = None
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        self._out.clear()
+        self._in.clear()
+        self.node.connections.discard(self)
+        self.session.on_close(self.node.loop.time())
+
+    def closed(self) -> None:
+        """The shell reports the connection gone: release every timer and queued frame. Idempotent."""
+        self._shut()
+
+
+class ExchangeNode:
+    """A fake exchange node: configure, :meth:`start` on a running loop, then let the shell connect clients.
+
+    ``spec`` is a ``simulator.scenario.NodeSpec`` (or any object with its fields); ``faults`` the scenario's
+    faults (those for other nodes are ignored); ``seed`` the scenario seed. Fault times count from
+    :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        faults: Sequence[Any] = (),
+        seed: int = 0,
+        base_dir: str | Path | None = None,
+        market_update_interval_s: float | None = None,
+    ) -> None:
+        self.spec = spec
+        self.id: str = spec.id
+        self.seed = seed
+        market_rng, service_rng = node_rngs(seed, self.id)
+        self._market_interval = market_update_interval_s or getattr(spec, "market_update_interval_s", 0.1)
+        self.market = MarketFeed(tuple(spec.symbols), market_rng, update_interval_s=self._market_interval)
+        self.service = ServiceModel(
+            _distribution(spec.service, base_dir),
+            workers=int(spec.service.workers),
+            queue_limit=int(spec.queue_limit),
+            rng=service_rng,
+        )
+        self._fault_specs = tuple(faults)
+        self.faults = FaultSchedule(
+            faults,
+            node_id=self.id,
+            seed=seed,
+            base_latency_s=float(spec.network_latency_s),
+            base_jitter_s=float(spec.network_jitter_s),
+        )
+        self.connections: set[NodeConnection] = set()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.origin = 0.0
+        self._timers: list[asyncio.TimerHandle] = []
+        self._market_timer: asyncio.TimerHandle | None = None
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.orders_rejected = 0
+        self.started = False
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start the market feed and the fault timeline on ``loop`` (default: the running loop), from now."""
+        self.loop = loop or asyncio.get_running_loop()
+        self.origin = self.loop.time()
+        market_rng, _ = node_rngs(self.seed, self.id)
+        self.market = MarketFeed(
+            tuple(self.spec.symbols), market_rng, update_interval_s=self._market_interval, start_time=self.origin
+        )
+        self.faults = FaultSchedule(
+            self._fault_specs,
+            node_id=self.id,
+            seed=self.seed,
+            origin=self.origin,
+            base_latency_s=self.faults.base_latency_s,
+            base_jitter_s=self.faults.base_jitter_s,
+        )
+        for edge in self.faults.edges():
+            self._timers.append(self.loop.call_at(edge.time, self._on_edge, edge))
+        self._arm_market()
+        self.started = True
+
+    def stop(self) -> None:
+        """Cancel the node's timers and abort every connection still open."""
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        if self._market_timer is not None:
+            self._market_timer.cancel()
+            self._market_timer = None
+        for conn in list(self.connections):
+            conn._shut()
+            conn.channel.abort()
+        self.started = False
+
+    # -- the handshake and connections ------------------------------------------------------------------------
+
+    def refuse(self, client: str) -> tuple[int, str] | None:
+        """Call once per opening handshake: ``(http_status, reason)`` to refuse it (503 down, 429 rate limit)."""
+        return self.faults.refuse_connect(client, self.loop.time())
+
+    def connect(self, channel: ServerChannel) -> NodeConnection:
+        """A client connection is open: create its session, send the info event; feed frames to the result."""
+        spec = self.spec
+        session = ExchangeSession(
+            market=self.market,
+            api_keys=dict(spec.api_keys),
+            heartbeat_interval_s=float(spec.heartbeat_interval_s),
+            max_subscriptions=int(getattr(spec, "max_subscriptions", 25)),
+            platform_status=int(getattr(spec, "platform_status", 1)),
+            max_frame_bytes=int(getattr(spec, "max_frame_bytes", 1 << 20)),
+        )
+        conn = NodeConnection(self, channel, session, self.faults.open_link())
+        self.connections.add(conn)
+        now = self.loop.time()
+        conn.execute(session.on_open(now), now)
+        if self.faults.node_state(now).maintenance:
+            conn.execute(session.info(MAINTENANCE_CODE, now), now)
+        conn.update_reading(now)
+        return conn
+
+    @property
+    def backlog(self) -> int:
+        return sum(c.backlog for c in self.connections)
+
+    # -- market -----------------------------------------------------------------------------------------------
+
+    def _arm_market(self) -> None:
+        at = self.market.next_time()
+        self._market_timer = self.loop.call_at(at, self._on_market)
+
+    def _on_market(self) -> None:
+        now = self.loop.time()
+        events = self.market.advance(now)
+        if events:
+            for conn in list(self.connections):
+                conn.execute(conn.session.on_market(events, now), now)
+        self._arm_market()
+
+    # -- orders -----------------------------------------------------------------------------------------------
+
+    def _submit(self, conn: NodeConnection, order: Order, now: float) -> None:
+        done = self.service.submit(now)
+        if done is None:
+            self.orders_rejected += 1
+            conn.execute(conn.session.order_done(order, now, ok=False, code=RATE_LIMIT_CODE), now)
+            return
+        conn.call_at(done, self._finish, conn, order)
+
+    def _finish(self, conn: NodeConnection, order: Order) -> None:
+        now = self.loop.time()
+        error = conn.link.order_error(now)
+        if error is None:
+            actions = conn.session.order_done(order, now, ok=True)
+        else:
+            actions = conn.session.order_done(order, now, ok=False, code=error[0], text=error[1])
+        conn.execute(actions, now)
+
+    # -- faults -----------------------------------------------------------------------------------------------
+
+    def _on_edge(self, edge: Edge) -> None:
+        now = self.loop.time()
+        state = self.faults.node_state(now)
+        self.service.latency_factor = state.latency_factor
+        workers = state.workers if state.workers is not None else self.service.nominal_workers
+        if workers != self.service.workers:
+            self.service.set_workers(workers, now)
+        by_link = {c.link: c for c in self.connections}
+        for link, effect in self.faults.on_edge(edge, list(by_link), now):
+            conn = by_link[link]
+            if not conn.open:
+                continue
+            if isinstance(effect, Info):
+                conn.execute(conn.session.info(effect.code, now), now)
+            elif isinstance(effect, CloseLink):
+                conn._schedule_out(CloseLink(max(effect.at, link.close_at(now)), effect.code, effect.reason))
+            else:
+                conn._schedule_out(effect)
+        if edge.fault.kind == "timeout":
+            for conn in list(self.connections):
+                conn.update_reading(now)
+        if not edge.start and edge.fault.kind == "reorder":
+            for conn in list(self.connections):
+                for direction, d in conn.link.release(now):
+                    if direction == "down":
+                        conn._schedule_out(d)
+                    elif isinstance(d, Deliver):
+                        heapq.heappush(conn._in, (d.at, next(conn._seq), d.data))
+                        conn._arm_in()
+
+
+def _distribution(service: Any, base_dir: str | Path | None) -> ServiceDistribution:
+    samples = getattr(service, "samples", ())
+    if service.distribution == "empirical" and samples:
+        return ServiceDistribution.empirical(samples)
+    return distribution_from_params(service.distribution, service.params, base_dir=base_dir)

@@ -1,0 +1,557 @@
+"""Run a scenario end to end: exchange nodes, the full manager, the workload and the fault timeline.
+
+``run(scenario, strategy=..., seed=..., mode="virtual"|"live")`` returns a :class:`~simulator.results.RunResult`.
+
+- **virtual**: nodes and manager share one :class:`~simulator.virtual.VirtualTimeLoop`, connected by the
+  in-memory transport. A run of minutes takes seconds, and the same scenario and seed give byte-identical
+  ``summary.json`` and ``requests.npz``.
+- **live**: the exchange runs in its own process (``wsfinal exchange``), the manager dials it over real
+  WebSockets on 127.0.0.1, in real time.
+
+The run: start the nodes (their fault timelines start then: time 0), register the scenario's connections with
+the manager and make their subscriptions, drive each workload from its arrival process, wait out the duration,
+drain the requests still in flight (each ends by its timeout at the latest), stop everything. Every request is
+recorded with its intended send time, so latency is measured without coordinated omission. A run that breaks is
+reported with ``status: failed`` and the reason, and still returns what it collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.expectations import evaluate_expectations
+from simulator.memory import MemoryNetwork, MemoryTransport
+from simulator.node import ExchangeNode
+from simulator.results import (
+    SCHEMA_VERSION,
+    RequestRecorder,
+    RequestTable,
+    RunResult,
+    check_accounting,
+    machine_info,
+    software_versions,
+    summarize_requests,
+)
+from simulator.scenario import Scenario
+from simulator.virtual import run_virtual
+from simulator.workload import arrival_times
+from wsfinal.config import ConnectionConfig, IntegrationConfig, LoadBalancingStrategy
+from wsfinal.connection import ManagedConnection
+from wsfinal.manager import WebSocketIntegrationManager
+from wsfinal.notifications import RecordingNotifier
+from wsfinal.requests import RequestOutcome
+from wsfinal.transport import Transport, WebsocketsTransport
+
+logger = logging.getLogger("simulator.runner")
+
+MODES = ("virtual", "live")
+#: Extra time after the last request's timeout before a run gives up draining.
+DRAIN_SLACK_S = 1.0
+#: Where virtual nodes listen (in-memory, nothing is bound): node i at port BASE_PORT + i.
+BASE_PORT = 7001
+
+
+class RunError(RuntimeError):
+    """A run could not be set up (the exchange process did not start, say)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    strategy: LoadBalancingStrategy
+    seed: int
+    mode: str
+    progress: bool = False
+
+
+def order_for(symbol: str) -> dict[str, Any]:
+    """The order every workload sends: a small exchange limit order (the exchange only validates its shape)."""
+    return {"type": "EXCHANGE LIMIT", "symbol": symbol, "amount": "0.01", "price": "1000"}
+
+
+def seeds_for(seed: int) -> dict[str, int]:
+    """Independent seeds for the parts of a run, from ``SeedSequence(seed).spawn``."""
+    names = ("manager", "workload", "connections")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {name: int(child.generate_state(1)[0]) for name, child in zip(names, children, strict=True)}
+
+
+def run(
+    scenario: Scenario,
+    *,
+    strategy: LoadBalancingStrategy | str | None = None,
+    seed: int | None = None,
+    mode: str = "virtual",
+    progress: bool = False,
+) -> RunResult:
+    """Run ``scenario`` once. ``strategy`` and ``seed`` default to the scenario's."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+    opts = RunOptions(
+        strategy=LoadBalancingStrategy.parse(strategy) if strategy is not None else scenario.manager.strategy,
+        seed=scenario.seed if seed is None else int(seed),
+        mode=mode,
+        progress=progress,
+    )
+    wall_start = time.perf_counter()  # reporting only: how long the run took on this machine
+    result = run_virtual(_run(scenario, opts)) if mode == "virtual" else asyncio.run(_run(scenario, opts))
+    result.timing = {"wall_time_s": time.perf_counter() - wall_start}
+    simulated = float(result.summary.get("simulated_s") or 0.0)
+    result.timing["simulated_per_wall_s"] = (
+        simulated / result.timing["wall_time_s"] if result.timing["wall_time_s"] else 0
+    )
+    return result
+
+
+class _Run:
+    """The state of one run while it goes (the asyncio shell around the pure parts)."""
+
+    def __init__(self, scenario: Scenario, opts: RunOptions) -> None:
+        self.scenario = scenario
+        self.opts = opts
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        self.recorder = RequestRecorder()
+        self.events: list[dict[str, Any]] = []
+        self.node_of: dict[str, str] = {}
+        self.submitted = 0
+        self.in_flight = 0
+        self.drained: asyncio.Future[None] | None = None
+        self.stopping = False
+        self.seeds = seeds_for(opts.seed)
+
+    def rel(self, t: float) -> float:
+        return t - self.t0
+
+    def event(self, kind: str, source: str, time_s: float, **detail: Any) -> None:
+        self.events.append({"time": round(time_s, 9), "kind": kind, "source": source, "detail": detail})
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    def submit(
+        self, manager: WebSocketIntegrationManager, workload: Any, order: dict[str, Any], intended: float
+    ) -> None:
+        sent = self.loop.time()
+        fut = manager.submit(order, workload.connection_type, self.opts.strategy)
+        self.submitted += 1
+        self.in_flight += 1
+        ctype = workload.connection_type.value
+        fut.add_done_callback(lambda f: self.finished(f, intended, sent, ctype))
+
+    def finished(self, fut: asyncio.Future[RequestOutcome], intended: float, sent: float, ctype: str) -> None:
+        self.in_flight -= 1
+        outcome = fut.result()
+        cid = outcome.connection_id
+        self.recorder.add(
+            self.rel(intended),
+            self.rel(sent),
+            self.rel(outcome.finished_at),
+            cid,
+            self.node_of.get(cid) if cid else None,
+            ctype,
+            outcome.kind.value,
+            outcome.code,
+        )
+        if self.stopping and self.in_flight == 0 and self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+
+async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
+    state = _Run(scenario, opts)
+    status, error = "ok", None
+    manager: WebSocketIntegrationManager | None = None
+    nodes: list[ExchangeNode] = []
+    process: subprocess.Popen[str] | None = None
+    progress_bar = None
+    recording = RecordingNotifier(name="recording")
+    try:
+        if opts.mode == "virtual":
+            network = MemoryNetwork()
+            urls: dict[str, str] = {}
+            base = Path(scenario.source).parent if not scenario.source.startswith("<") else None
+            for i, spec in enumerate(scenario.nodes):
+                node = ExchangeNode(spec, faults=scenario.faults, seed=opts.seed, base_dir=base)
+                nodes.append(node)
+                urls[spec.id] = network.add(f"127.0.0.1:{BASE_PORT + i}", node)
+            for node in nodes:
+                node.start()
+            transport: Transport = MemoryTransport(network)
+        else:
+            process, urls = await _start_exchange_process(scenario, opts.seed)
+            transport = WebsocketsTransport()
+        state.t0 = state.loop.time()
+        _log_fault_timeline(state, scenario)
+
+        manager = _make_manager(scenario, opts, state, recording)
+        await manager.start()
+        await _register_connections(manager, scenario, urls, transport, state)
+        progress_bar = _progress(state, scenario.duration_s) if opts.progress else None
+        _start_workloads(manager, scenario, state)
+        await asyncio.sleep(max(0.0, state.t0 + scenario.duration_s - state.loop.time()))
+        state.stopping = True
+        if state.in_flight:
+            state.drained = state.loop.create_future()
+            limit = scenario.manager.request_timeout_s + DRAIN_SLACK_S
+            try:
+                await asyncio.wait_for(state.drained, timeout=limit)
+            except TimeoutError:
+                status, error = "failed", f"{state.in_flight} requests still in flight {limit:g}s after the run"
+    except Exception as exc:  # the run is reported as failed, with what it collected
+        logger.exception("run failed")
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        state.stopping = True
+        if progress_bar is not None:
+            progress_bar.close()
+        simulated = state.loop.time() - state.t0
+        if manager is not None:
+            _collect_manager_events(manager, state)
+            with contextlib.suppress(Exception):
+                await manager.stop()
+        for node in nodes:
+            node.stop()
+        if process is not None:
+            _stop_process(process)
+    table = RequestTable.from_recorder(state.recorder)
+    summary = _summary(scenario, opts, state, table, manager, status, error, simulated)
+    state.events.sort(key=lambda e: (e["time"], e["source"], e["kind"]))
+    return RunResult(summary, table, state.events)
+
+
+def _make_manager(
+    scenario: Scenario, opts: RunOptions, state: _Run, recording: RecordingNotifier
+) -> WebSocketIntegrationManager:
+    m = scenario.manager
+    total = sum(g.count for g in scenario.connections)
+    config = IntegrationConfig(
+        max_connections=max(m.max_connections, total),
+        health_check_interval=m.health_check_interval_s,  # type: ignore[arg-type]
+        analytics_interval=m.analytics_interval_s,  # type: ignore[arg-type]
+        alert_check_interval=m.alert_check_interval_s,  # type: ignore[arg-type]
+        default_load_balancing_strategy=opts.strategy,
+        enable_analytics=m.enable_analytics,
+        enable_alerts=m.enable_alerts,
+        enable_load_balancing=m.enable_load_balancing,
+        seed=state.seeds["manager"],
+    )
+    rules: dict[str, Any] = {name: {"threshold": value} for name, value in m.thresholds.items()}
+    return WebSocketIntegrationManager(config, notifiers=[recording], alert_rules=rules or None)
+
+
+async def _register_connections(
+    manager: WebSocketIntegrationManager,
+    scenario: Scenario,
+    urls: dict[str, str],
+    transport: Transport,
+    state: _Run,
+) -> None:
+    rng = random.Random(state.seeds["connections"])
+    nonces = itertools.count(1_000_000)
+    pending = []
+    for group in scenario.connections:
+        spec = scenario.node(group.node)
+        for i in range(group.count):
+            cid = f"{group.node}/{group.connection_type.value}/{i}"
+            state.node_of[cid] = group.node
+            config = ConnectionConfig(
+                url=urls[group.node].rstrip("/") + ("" if urls[group.node].endswith("/ws/2") else "/ws/2"),
+                connection_type=group.connection_type,
+                max_reconnect_attempts=group.max_reconnect_attempts,
+                reconnect_delay_seconds=group.reconnect_delay_s,
+                heartbeat_interval_seconds=group.heartbeat_interval_s,
+                connection_timeout_seconds=group.connection_timeout_s,
+                message_timeout_seconds=scenario.manager.request_timeout_s,
+                load_balancing_weight=group.weight,
+            )
+            secret = spec.api_keys.get(group.api_key) if group.api_key else None
+            conn = ManagedConnection(
+                config,
+                connection_id=cid,
+                transport=transport,
+                rng=random.Random(rng.getrandbits(64)),
+                api_key=group.api_key if secret is not None else None,
+                api_secret=secret,
+                nonce=nonces.__next__,
+            )
+            for sub in group.subscriptions:
+                params: dict[str, Any] = {"symbol": sub.symbol}
+                if sub.channel == "book":
+                    params.update(prec=sub.prec or "P0", len=str(sub.length or 25), freq=sub.freq or "F0")
+                conn.subscribe(sub.channel, **params)
+            pending.append(manager.register_connection(conn, config))
+    await asyncio.gather(*pending)
+
+
+def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, state: _Run) -> None:
+    loop = state.loop
+    rng_root = np.random.SeedSequence(state.seeds["workload"])
+    for w, child in zip(scenario.workload, rng_root.spawn(len(scenario.workload)), strict=True):
+        symbol = w.symbol or _first_symbol(scenario, w.connection_type)
+        order = order_for(symbol)
+        if w.arrival == "closed_loop":
+            _start_closed_loop(manager, w, order, state)
+            continue
+        times = arrival_times(w, np.random.default_rng(child))
+
+        def fire(it: Any = times, w: Any = w, order: dict[str, Any] = order, intended: float = 0.0) -> None:
+            if state.stopping:
+                return
+            state.submit(manager, w, order, intended)
+            nxt = next(it, None)
+            if nxt is not None:
+                loop.call_at(state.t0 + nxt, fire, it, w, order, state.t0 + nxt)
+
+        first = next(times, None)
+        if first is not None:
+            loop.call_at(state.t0 + first, fire, times, w, order, state.t0 + first)
+
+
+def _start_closed_loop(manager: WebSocketIntegrationManager, w: Any, order: dict[str, Any], state: _Run) -> None:
+    """``concurrency`` request chains: each sends its next request ``think_s`` after the previous one ended."""
+    loop = state.loop
+    stop_at = state.t0 + w.stop_s
+
+    def send() -> None:
+        now = loop.time()
+        if state.stopping or now >= stop_at:
+            return
+        fut = manager.submit(order, w.connection_type, state.opts.strategy)
+        state.submitted += 1
+        state.in_flight += 1
+        ctype = w.connection_type.value
+        fut.add_done_callback(lambda f: (state.finished(f, now, now, ctype), loop.call_later(w.think_s, send)))
+
+    for _ in range(int(w.concurrency or 1)):
+        loop.call_at(state.t0 + w.start_s, send)
+
+
+def _first_symbol(scenario: Scenario, ctype: Any) -> str:
+    for g in scenario.connections:
+        if g.connection_type is ctype:
+            return scenario.node(g.node).symbols[0]
+    return scenario.nodes[0].symbols[0]
+
+
+def _log_fault_timeline(state: _Run, scenario: Scenario) -> None:
+    for f in scenario.faults:
+        detail = {"kind": f.kind, "node": f.node, "direction": f.direction, "connection": f.connection,
+                  "probability": f.probability, "params": dict(f.params), "index": f.index}  # fmt: skip
+        state.event("fault_start", "exchange", f.at_s, **detail)
+        if f.duration_s:
+            state.event("fault_end", "exchange", f.at_s + f.duration_s, **detail)
+
+
+def _collect_manager_events(manager: WebSocketIntegrationManager, state: _Run) -> None:
+    for e in manager.events:
+        state.event(e.kind, f"connection:{e.connection_id}", state.rel(e.time), **_plain(e.detail))
+    if manager.alert_manager is not None:
+        for a in manager.alert_manager.events:
+            if a.kind == "delivery":
+                continue
+            state.event(a.kind, f"alert:{a.rule}", state.rel(a.time), labels=dict(a.labels), **_plain(dict(a.detail)))
+    if manager.load_balancer is not None:
+        for when, cid, until, reason in manager.load_balancer.ejection_log:
+            state.event("ejection", f"connection:{cid}", state.rel(when), until=state.rel(until), reason=reason)
+
+
+def _plain(detail: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in detail.items():
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[k] = v
+        elif hasattr(v, "value"):
+            out[k] = v.value
+        elif isinstance(v, list | tuple):
+            out[k] = [x if isinstance(x, str | int | float | bool) or x is None else str(x) for x in v]
+        elif isinstance(v, dict):
+            out[k] = _plain(v)
+        else:
+            out[k] = str(v)
+    return out
+
+
+def _summary(
+    scenario: Scenario,
+    opts: RunOptions,
+    state: _Run,
+    table: RequestTable,
+    manager: WebSocketIntegrationManager | None,
+    status: str,
+    error: str | None,
+    simulated: float,
+) -> dict[str, Any]:
+    requests = summarize_requests(table, scenario.warmup_s)
+    all_outcomes = {k: int(v) for k, v in zip(*np.unique(table.columns["outcome"], return_counts=True), strict=True)}
+    total_outcomes = sum(all_outcomes.values())
+    reconnects: dict[str, int] = {}
+    received: dict[str, int] = {}
+    if manager is not None:
+        for c in manager.connections():
+            metrics = c.metrics
+            reconnects[c.connection_id] = int(metrics.reconnects)
+            received[c.connection_id] = int(metrics.messages_received)
+    failures: dict[str, int] = {}
+    for e in state.events:
+        if e["kind"] == "gave_up":
+            cid = e["source"].split(":", 1)[1]
+            failures[cid] = failures.get(cid, 0) + 1
+    alerts = [
+        {"time": e["time"], "rule": e["source"].split(":", 1)[1], "labels": e["detail"].get("labels", {})}
+        for e in state.events
+        if e["kind"] == "alert_firing"
+    ]
+    balancer: dict[str, Any] = {}
+    if manager is not None and manager.load_balancer is not None:
+        lb = manager.load_balancer
+        balancer = {
+            "strategies": {k.value: v for k, v in lb.get_strategy_performance().items()},
+            "ejections": len(lb.ejection_log),
+            "panic_selections": {k.value: v for k, v in lb.panic_selections.items()},
+        }
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "error": error,
+        "scenario": {
+            "name": scenario.name,
+            "description": scenario.description,
+            "source": scenario.source,
+            "duration_s": scenario.duration_s,
+            "warmup_s": scenario.warmup_s,
+            "nodes": [n.id for n in scenario.nodes],
+            "faults": [
+                {"kind": f.kind, "at_s": f.at_s, "duration_s": f.duration_s, "node": f.node} for f in scenario.faults
+            ],
+            "workload": [
+                {"type": w.connection_type.value, "arrival": w.arrival, "rate_per_s": w.rate_per_s}
+                for w in scenario.workload
+            ],
+        },
+        "strategy": opts.strategy.value,
+        "seed": opts.seed,
+        "mode": opts.mode,
+        "closed_loop": any(w.arrival == "closed_loop" for w in scenario.workload),
+        "versions": software_versions(),
+        "machine": machine_info(),
+        "simulated_s": round(simulated, 9),
+        "requests": requests,
+        "accounting": {
+            "submitted": state.submitted,
+            "recorded": len(table),
+            "ok": check_accounting({str(k): v for k, v in all_outcomes.items()}, state.submitted)
+            and len(table) == total_outcomes,
+        },
+        "reconnects": {"total": sum(reconnects.values()), "by_connection": reconnects},
+        "connection_failures": failures,
+        "messages_received": received,
+        "alerts_fired": alerts,
+        "balancer": balancer,
+    }
+    summary["expect"] = evaluate_expectations(scenario, summary, state.events, opts.strategy)
+    return summary
+
+
+def _progress(state: _Run, duration: float) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(duration, 1), unit="s", desc="scenario time", leave=False, file=sys.stderr)
+
+    def tick() -> None:
+        if state.stopping:
+            return
+        bar.n = round(min(duration, state.loop.time() - state.t0), 1)
+        bar.refresh()
+        state.loop.call_later(max(duration / 100.0, 0.1), tick)
+
+    tick()
+    return bar
+
+
+# -- live mode: the exchange in its own process ------------------------------------------------------------
+
+_URL_LINE = re.compile(r"^(?P<node>\S+)\s+(?:->\s+)?(?P<url>wss?://\S+)")
+
+
+async def _start_exchange_process(scenario: Scenario, seed: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    if scenario.source.startswith("<"):
+        raise RunError("live mode needs a scenario loaded from a file (the exchange process reads it)")
+    cmd = [sys.executable, "-m", "benchmarks.cli", "exchange", scenario.source, "--seed", str(seed), "--port", "0"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    urls: dict[str, str] = {}
+    wanted = {n.id for n in scenario.nodes}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30.0
+    assert process.stdout is not None
+    while set(urls) != wanted:
+        if loop.time() > deadline or process.poll() is not None:
+            _stop_process(process)
+            err = process.stderr.read() if process.stderr else ""
+            raise RunError(f"the exchange process did not start: {err.strip()[-2000:]}")
+        line = await asyncio.to_thread(process.stdout.readline)
+        m = _URL_LINE.match(line.strip())
+        if m and m.group("node") in wanted:
+            urls[m.group("node")] = m.group("url")
+    return process, urls
+
+
+def _stop_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def describe(result: RunResult) -> str:
+    """A short table of a run's summary for the terminal."""
+    s = result.summary
+    lines = [
+        f"scenario {s['scenario']['name']}  strategy {s['strategy']}  seed {s['seed']}  mode {s['mode']}"
+        + ("  (closed loop)" if s.get("closed_loop") else ""),
+        f"status {s['status']}" + (f": {s['error']}" if s.get("error") else ""),
+        f"{'scope':<22}{'requests':>10}{'success':>9}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}",
+    ]
+
+    def row(name: str, block: dict[str, Any]) -> str:
+        lat = block["latency"]
+        rate = block["success_rate"]
+        fmt = lambda v: f"{v:9.2f}" if isinstance(v, int | float) else f"{'-':>9}"  # noqa: E731
+        return (
+            f"{name:<22}{block['submitted']:>10}{(rate * 100 if rate is not None else float('nan')):8.2f}%"
+            + "".join(fmt(lat[k]) for k in ("p50_ms", "p99_ms", "mean_ms"))
+        )
+
+    lines.append(row("all", s["requests"]["all"]))
+    for name, block in s["requests"]["by_node"].items():
+        lines.append(row(f"node {name}", block))
+    outcomes = s["requests"]["all"]["outcomes"]
+    lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in outcomes.items() if v))
+    lines.append(f"reconnects {s['reconnects']['total']}, alerts fired {len(s['alerts_fired'])}")
+    for e in s.get("expect", []):
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[e["passed"]]
+        lines.append(
+            f"expect[{e['index']}] {mark} {e['description']}" + (f" (actual {e['actual']})" if "actual" in e else "")
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["MODES", "RunError", "describe", "run"]

@@ -1,0 +1,643 @@
+"""Semantic checks of a scenario document and construction of the :class:`~simulator.scenario.Scenario`.
+
+Runs after the JSON Schema has accepted the document's structure, so every value has the right type; what is left
+is what a schema cannot say: references between sections (node ids, api keys, symbols, fault indexes), times
+inside the run, unit values that overflow, and the empirical CSV. Every problem is recorded with its key path;
+building goes on so that one run reports them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+from wsfinal.config import ConnectionType, LoadBalancingStrategy
+
+from .scenario import (
+    INSTANT_FAULT_KINDS,
+    ConnectionGroup,
+    ExpectSpec,
+    FaultSpec,
+    ManagerSpec,
+    NodeSpec,
+    Scenario,
+    ServiceSpec,
+    SubscriptionSpec,
+    WorkloadSpec,
+)
+from .scenario_schema import DEFAULTS, did_you_mean
+from .units import UnitError, format_duration, parse_byte_rate, parse_duration, parse_rate, parse_size
+
+_EMPIRICAL_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+_MAX_CSV_ROWS = 1_000_000
+_MAX_CSV_BYTES = 64 << 20
+_SHARE_METRICS = frozenset({"success_rate", "error_rate", "timeout_rate"})
+
+
+def build_scenario(document: dict[str, Any], source: str, base_dir: Path) -> tuple[Scenario, list[tuple[str, str]]]:
+    """The scenario built from a schema-valid ``document`` and the semantic problems found (empty: valid)."""
+    builder = _Builder(source, base_dir)
+    return builder.build(document), builder.problems
+
+
+def _param_value(value: Any) -> Any:
+    """A rule parameter: a duration string becomes seconds; anything else is passed on as is."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except UnitError:
+            return value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Builder:
+    """Turns a structurally valid document into a Scenario, recording every semantic problem on the way."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, path: str, reason: str) -> None:
+        self.problems.append((path, reason))
+
+    # unit conversions: the schema checked the syntax; what remains is overflow to infinity
+    def _convert(self, parser: Any, value: Any, path: str, fallback: Any) -> Any:
+        try:
+            return parser(value)
+        except UnitError as exc:
+            self.problem(path, str(exc))
+            return fallback
+
+    def dur(self, d: dict[str, Any], key: str, path: str, default: Any = None, *, positive: bool = False) -> float:
+        """Seconds from ``d[key]`` (or ``default``); with ``positive``, 0 is a problem."""
+        full = f"{path}.{key}" if path else key
+        value = d.get(key, default)
+        before = len(self.problems)
+        seconds = float(self._convert(parse_duration, value, full, 0.0))
+        if positive and seconds <= 0 and len(self.problems) == before:
+            self.problem(full, f"must be longer than 0, got {value!r}")
+        return seconds
+
+    def build(self, d: dict[str, Any]) -> Scenario:
+        top = DEFAULTS["scenario"]
+        duration = self.dur(d, "duration", "", positive=True)
+        warmup = self.dur(d, "warmup", "", top["warmup"])
+        if duration > 0 and warmup >= duration:
+            self.problem(
+                "warmup", f"must be shorter than the run ({format_duration(duration)}), got {d.get('warmup')!r}"
+            )
+        nodes = self.nodes(d["nodes"])
+        node_ids = [n.id for n in nodes]
+        manager = self.manager(d.get("manager", {}))
+        clients = d["clients"]
+        groups = self.connections(clients["connections"], nodes)
+        total = sum(g.count for g in groups)
+        if total > manager.max_connections:
+            self.problem(
+                "clients.connections",
+                f"{total} connections in all, more than manager.max_connections ({manager.max_connections})",
+            )
+        workload = self.workloads(clients.get("workload", []), groups, nodes, duration)
+        faults = self.faults(d.get("faults", []), nodes, groups, duration)
+        expect = self.expectations(d.get("expect", []), node_ids, len(faults))
+        return Scenario(
+            name=d["name"],
+            description=d.get("description", top["description"]),
+            seed=int(d.get("seed", top["seed"])),
+            duration_s=duration,
+            warmup_s=warmup,
+            nodes=nodes,
+            connections=groups,
+            workload=workload,
+            manager=manager,
+            faults=faults,
+            expect=expect,
+            source=self.source,
+        )
+
+    def ref(self, value: str, known: list[str], path: str, what: str = "node") -> bool:
+        if value in known:
+            return True
+        self.problem(path, f"unknown {what} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})")
+        return False
+
+    # --- nodes ---------------------------------------------------------------------------------------------------
+
+    def nodes(self, items: list[dict[str, Any]]) -> tuple[NodeSpec, ...]:
+        out: list[NodeSpec] = []
+        first_seen: dict[str, int] = {}
+        ports: dict[tuple[str, int], int] = {}
+        nd = DEFAULTS["node"]
+        for i, d in enumerate(items):
+            path = f"nodes[{i}]"
+            if d["id"] in first_seen:
+                self.problem(f"{path}.id", f"duplicate node id {d['id']!r} (also nodes[{first_seen[d['id']]}])")
+            first_seen.setdefault(d["id"], i)
+            host, port = d.get("host", nd["host"]), int(d.get("port", nd["port"]))
+            if port:
+                if (host, port) in ports:
+                    self.problem(f"{path}.port", f"port {port} on {host} is also used by nodes[{ports[host, port]}]")
+                ports.setdefault((host, port), i)
+            net = d.get("network", {})
+            netd = DEFAULTS["network"]
+            max_frame = self._convert(
+                parse_size, d.get("max_frame_size", nd["max_frame_size"]), f"{path}.max_frame_size", 1
+            )
+            if max_frame <= 0:
+                self.problem(f"{path}.max_frame_size", "must be larger than 0 bytes")
+            out.append(
+                NodeSpec(
+                    id=d["id"],
+                    host=host,
+                    port=port,
+                    service=self.service(d["service"], f"{path}.service"),
+                    queue_limit=int(d.get("queue_limit", nd["queue_limit"])),
+                    network_latency_s=self.dur(net, "latency", f"{path}.network", netd["latency"]),
+                    network_jitter_s=self.dur(net, "jitter", f"{path}.network", netd["jitter"]),
+                    heartbeat_interval_s=self.dur(
+                        d, "heartbeat_interval", path, nd["heartbeat_interval"], positive=True
+                    ),
+                    symbols=tuple(d.get("symbols", nd["symbols"])),
+                    api_keys=dict(d.get("api_keys", nd["api_keys"])),
+                    max_subscriptions=int(d.get("max_subscriptions", nd["max_subscriptions"])),
+                    max_frame_bytes=int(max_frame),
+                    market_update_interval_s=self.dur(
+                        d, "market_update_interval", path, nd["market_update_interval"], positive=True
+                    ),
+                    platform_status=int(d.get("platform_status", nd["platform_status"])),
+                )
+            )
+        return tuple(out)
+
+    def service(self, d: dict[str, Any], path: str) -> ServiceSpec:
+        kind = d["distribution"]
+        workers = int(d.get("workers", DEFAULTS["service"]["workers"]))
+        params: dict[str, float | str] = {}
+        samples: tuple[float, ...] = ()
+        if kind == "constant":
+            params["value"] = self.dur(d, "value", path, positive=True)
+        elif kind == "exponential":
+            params["mean"] = self.dur(d, "mean", path, positive=True)
+        elif kind == "lognormal":
+            params["median"] = self.dur(d, "median", path, positive=True)
+            params["sigma"] = float(d["sigma"])
+        else:
+            ed = DEFAULTS["empirical"]
+            column = d.get("column", ed["column"])
+            unit = d.get("unit", ed["unit"])
+            scale = float(d.get("scale", ed["scale"]))
+            csv_path = self.base_dir / d["csv"]
+            params.update(csv=str(csv_path), column=column, unit=unit, scale=scale)
+            samples = self.read_samples(csv_path, column, _EMPIRICAL_UNITS[unit] * scale, path)
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                params["csv"] = str(csv_path.resolve())
+        return ServiceSpec(kind, workers, params, samples)
+
+    def read_samples(self, csv_path: Path, column: str | int, factor: float, path: str) -> tuple[float, ...]:
+        """Service times in seconds from one column of a CSV (a header row is required for a column name)."""
+        try:
+            if not csv_path.is_file():
+                self.problem(f"{path}.csv", f"{str(csv_path)!r} is not a file")
+                return ()
+            if csv_path.stat().st_size > _MAX_CSV_BYTES:
+                self.problem(f"{path}.csv", f"{str(csv_path)!r} is larger than {_MAX_CSV_BYTES} bytes")
+                return ()
+            with csv_path.open(newline="", encoding="utf-8") as fh:
+                rows = list(itertools.islice(csv.reader(fh), _MAX_CSV_ROWS + 1))
+        except (OSError, ValueError, csv.Error) as exc:  # ValueError: a NUL in the path, or not UTF-8
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.problem(f"{path}.csv", f"cannot read {str(csv_path)!r}: {reason}")
+            return ()
+        if len(rows) > _MAX_CSV_ROWS:
+            self.problem(f"{path}.csv", f"{csv_path}: more than {_MAX_CSV_ROWS} rows")
+            return ()
+        if isinstance(column, str):
+            header = [h.strip() for h in rows[0]] if rows else []
+            if column not in header:
+                hint = did_you_mean(column, header)
+                self.problem(
+                    f"{path}.column", f"no column {column!r} in the header of {csv_path}{hint} (have: {header})"
+                )
+                return ()
+            index, body, first_line = header.index(column), rows[1:], 2
+        else:
+            index, body, first_line = column, rows, 1
+            if body and len(body[0]) > index and not _is_number(body[0][index]):
+                body, first_line = body[1:], 2  # a header row
+        out: list[float] = []
+        for line, row in enumerate(body, start=first_line):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if index >= len(row):
+                self.problem(f"{path}.column", f"{csv_path} line {line}: no column {column} ({len(row)} columns)")
+                return ()
+            cell = row[index].strip()
+            value = float(cell) * factor if _is_number(cell) else math.nan
+            if not math.isfinite(value) or value < 0:
+                self.problem(f"{path}.csv", f"{csv_path} line {line}: {cell!r} is not a non-negative number")
+                return ()
+            out.append(value)
+        if not out:
+            self.problem(f"{path}.csv", f"{csv_path}: no samples in column {column!r}")
+        return tuple(out)
+
+    # --- clients -------------------------------------------------------------------------------------------------
+
+    def connections(self, items: list[dict[str, Any]], nodes: tuple[NodeSpec, ...]) -> tuple[ConnectionGroup, ...]:
+        by_id = {n.id: n for n in nodes}
+        cd = DEFAULTS["connection"]
+        out: list[ConnectionGroup] = []
+        for i, d in enumerate(items):
+            path = f"clients.connections[{i}]"
+            node = by_id.get(d["node"])
+            if node is None:
+                self.ref(d["node"], list(by_id), f"{path}.node")
+            api_key = d.get("api_key")
+            if node is not None and api_key is not None and api_key not in node.api_keys:
+                known = ", ".join(node.api_keys) or "none"
+                hint = did_you_mean(api_key, list(node.api_keys))
+                self.problem(
+                    f"{path}.api_key", f"node {node.id!r} has no api key {api_key!r}{hint} (its keys: {known})"
+                )
+            subs = []
+            for j, sd in enumerate(d.get("subscriptions", [])):
+                if node is not None and sd["symbol"] not in node.symbols:
+                    self.ref(
+                        sd["symbol"],
+                        list(node.symbols),
+                        f"{path}.subscriptions[{j}].symbol",
+                        f"symbol on node {node.id!r}:",
+                    )
+                book = sd["channel"] == "book"
+                subs.append(
+                    SubscriptionSpec(
+                        channel=sd["channel"],
+                        symbol=sd["symbol"],
+                        prec=sd.get("prec", "P0") if book else None,
+                        length=int(sd.get("len", 25)) if book else None,
+                        freq=sd.get("freq", "F0") if book else None,
+                    )
+                )
+            out.append(
+                ConnectionGroup(
+                    connection_type=ConnectionType(d["type"]),
+                    node=d["node"],
+                    count=int(d.get("count", cd["count"])),
+                    api_key=api_key,
+                    subscriptions=tuple(subs),
+                    weight=float(d.get("weight", cd["weight"])),
+                    max_reconnect_attempts=int(d.get("max_reconnect_attempts", cd["max_reconnect_attempts"])),
+                    reconnect_delay_s=self.dur(d, "reconnect_delay", path, cd["reconnect_delay"]),
+                    heartbeat_interval_s=self.dur(
+                        d, "heartbeat_interval", path, cd["heartbeat_interval"], positive=True
+                    ),
+                    connection_timeout_s=self.dur(
+                        d, "connection_timeout", path, cd["connection_timeout"], positive=True
+                    ),
+                )
+            )
+        return tuple(out)
+
+    def workloads(
+        self,
+        items: list[dict[str, Any]],
+        groups: tuple[ConnectionGroup, ...],
+        nodes: tuple[NodeSpec, ...],
+        duration: float,
+    ) -> tuple[WorkloadSpec, ...]:
+        out: list[WorkloadSpec] = []
+        wd = DEFAULTS["workload"]
+        symbols_of = {n.id: n.symbols for n in nodes}
+        for i, d in enumerate(items):
+            path = f"clients.workload[{i}]"
+            ctype = ConnectionType(d["type"])
+            carriers = [(k, g) for k, g in enumerate(groups) if g.connection_type is ctype]
+            if not carriers:
+                self.problem(
+                    f"{path}.type", f"no connections of type {ctype.value!r} in clients.connections to carry it"
+                )
+            if ctype is ConnectionType.TRADING:
+                for k, g in carriers:
+                    if g.api_key is None:
+                        self.problem(
+                            f"clients.connections[{k}].api_key",
+                            f"missing: trading connections send the order workload ({path}) and must authenticate",
+                        )
+            arrival = d.get("arrival", wd["arrival"])
+            start = self.dur(d, "start", path, wd["start"])
+            stop = self.dur(d, "stop", path, d.get("stop", f"{duration}s")) if "stop" in d else duration
+            if "stop" in d and duration > 0 and stop > duration:
+                self.problem(f"{path}.stop", f"{d['stop']!r} is after the end of the run ({format_duration(duration)})")
+            if stop <= start and duration > 0:
+                self.problem(f"{path}.start", f"the workload must start before it stops ({format_duration(stop)})")
+            symbol = d.get("symbol")
+            if symbol is not None:
+                for _, g in carriers:
+                    if g.node in symbols_of and symbol not in symbols_of[g.node]:
+                        self.ref(symbol, list(symbols_of[g.node]), f"{path}.symbol", f"symbol on node {g.node!r}:")
+                        break
+            rate = on = off = None
+            schedule: list[tuple[float, float]] = []
+            if arrival in ("constant", "poisson", "bursty"):
+                rate = self.rate(d["rate"], f"{path}.rate")
+            if arrival == "bursty":
+                on = self.dur(d, "on", path, positive=True)
+                off = self.dur(d, "off", path, positive=True)
+            if arrival == "schedule":
+                previous = -1.0
+                for j, step in enumerate(d["schedule"]):
+                    at = self.dur(step, "at", f"{path}.schedule[{j}]")
+                    r = self._convert(parse_rate, step["rate"], f"{path}.schedule[{j}].rate", 0.0)
+                    if at <= previous:
+                        self.problem(f"{path}.schedule[{j}].at", "steps must be in increasing time order")
+                    elif duration > 0 and at >= duration:
+                        self.problem(
+                            f"{path}.schedule[{j}].at",
+                            f"is at or after the end of the run ({format_duration(duration)})",
+                        )
+                    previous = max(previous, at)
+                    schedule.append((at, float(r)))
+                if schedule and all(r == 0 for _, r in schedule):
+                    self.problem(f"{path}.schedule", "every step has rate 0: nothing would be sent")
+            concurrency = int(d["concurrency"]) if arrival == "closed_loop" else None
+            think = self.dur(d, "think", path, wd["think"]) if arrival == "closed_loop" else 0.0
+            out.append(
+                WorkloadSpec(
+                    connection_type=ctype,
+                    arrival=arrival,
+                    rate_per_s=rate,
+                    on_s=on,
+                    off_s=off,
+                    schedule=tuple(schedule),
+                    concurrency=concurrency,
+                    think_s=think,
+                    start_s=start,
+                    stop_s=stop,
+                    symbol=symbol,
+                )
+            )
+        return tuple(out)
+
+    def rate(self, value: Any, path: str) -> float:
+        rate = float(self._convert(parse_rate, value, path, 1.0))
+        if rate <= 0:
+            self.problem(path, f"must be more than 0 per second, got {value!r}")
+        return rate
+
+    def manager(self, d: dict[str, Any]) -> ManagerSpec:
+        md = DEFAULTS["manager"]
+        rules = {
+            name: self.alert_rule(spec, f"manager.alert_rules.{name}")
+            for name, spec in d.get("alert_rules", {}).items()
+        }
+        return ManagerSpec(
+            strategy=LoadBalancingStrategy(d.get("strategy", md["strategy"])),
+            health_check_interval_s=self.dur(
+                d, "health_check_interval", "manager", md["health_check_interval"], positive=True
+            ),
+            analytics_interval_s=self.dur(d, "analytics_interval", "manager", md["analytics_interval"], positive=True),
+            alert_check_interval_s=self.dur(
+                d, "alert_check_interval", "manager", md["alert_check_interval"], positive=True
+            ),
+            request_timeout_s=self.dur(d, "request_timeout", "manager", md["request_timeout"], positive=True),
+            max_connections=int(d.get("max_connections", md["max_connections"])),
+            enable_analytics=bool(d.get("enable_analytics", md["enable_analytics"])),
+            enable_alerts=bool(d.get("enable_alerts", md["enable_alerts"])),
+            enable_load_balancing=bool(d.get("enable_load_balancing", md["enable_load_balancing"])),
+            thresholds={name: rule["threshold"] for name, rule in rules.items() if "threshold" in rule},
+            alert_rules=rules,
+        )
+
+    def alert_rule(self, d: dict[str, Any], path: str) -> dict[str, Any]:
+        """One rule override in the form ``wsfinal.alerts.resolve_rules`` takes (``for_s``, ms thresholds)."""
+        out: dict[str, Any] = {}
+        if "threshold" in d:
+            value = d["threshold"]
+            out["threshold"] = self.dur(d, "threshold", path) * 1000.0 if isinstance(value, str) else float(value)
+        if "for" in d:
+            out["for_s"] = self.dur(d, "for", path)
+        if "keep_firing_for" in d:
+            out["keep_firing_for_s"] = self.dur(d, "keep_firing_for", path)
+        if "enabled" in d:
+            out["enabled"] = bool(d["enabled"])
+        if "params" in d:
+            out["params"] = {key: _param_value(v) for key, v in d["params"].items()}
+        return out
+
+    # --- faults and expectations ---------------------------------------------------------------------------------
+
+    def faults(
+        self,
+        items: list[dict[str, Any]],
+        nodes: tuple[NodeSpec, ...],
+        groups: tuple[ConnectionGroup, ...],
+        duration: float,
+    ) -> tuple[FaultSpec, ...]:
+        by_id = {n.id: n for n in nodes}
+        fd = DEFAULTS["fault"]
+        out: list[FaultSpec] = []
+        for i, d in enumerate(items):
+            path = f"faults[{i}]"
+            kind = d["kind"]
+            at = self.dur(d, "at", path)
+            if duration > 0 and at >= duration:
+                self.problem(
+                    f"{path}.at", f"{d['at']!r} is at or after the end of the run ({format_duration(duration)})"
+                )
+            span: float | None
+            if kind in INSTANT_FAULT_KINDS:
+                span = None
+                if "duration" in d:
+                    self.problem(f"{path}.duration", f"a {kind!r} fault happens once at 'at' and takes no duration")
+            elif "duration" in d:
+                span = self.dur(d, "duration", path, positive=True)
+                if duration > 0 and at < duration and at + span > duration + 1e-9:
+                    self.problem(
+                        f"{path}.duration",
+                        f"the fault would end at {format_duration(at + span)}, after the end of the run "
+                        f"({format_duration(duration)})",
+                    )
+            else:
+                span = max(duration - at, 0.0)
+            node_id = d.get("node")
+            targets = list(nodes)
+            if node_id is not None:
+                node = by_id.get(node_id)
+                targets = [node] if node is not None else []
+                if node is None:
+                    self.ref(node_id, list(by_id), f"{path}.node")
+            connection = d.get("connection")
+            if connection is not None:
+                if node_id is None:
+                    self.problem(
+                        f"{path}.connection", "a connection index needs 'node' (it counts that node's connections)"
+                    )
+                elif node_id in by_id:
+                    n = sum(g.count for g in groups if g.node == node_id)
+                    if connection >= n:
+                        self.problem(
+                            f"{path}.connection",
+                            f"index {connection} out of range: node {node_id!r} has {n} client connection(s)"
+                            + (f" (0..{n - 1})" if n else ""),
+                        )
+            params = self.fault_params(kind, d, path, targets)
+            out.append(
+                FaultSpec(
+                    kind=kind,
+                    at_s=at,
+                    duration_s=span,
+                    node=node_id,
+                    direction=d.get("direction", fd["direction"]),
+                    connection=connection,
+                    probability=float(d.get("probability", fd["probability"])),
+                    params=params,
+                    index=i,
+                )
+            )
+        return tuple(out)
+
+    def fault_params(self, kind: str, d: dict[str, Any], path: str, targets: list[NodeSpec]) -> dict[str, Any]:
+        """The kind's parameters in base units, defaults filled in (see the table in docs/scenarios.md)."""
+        p: dict[str, Any] = {
+            **DEFAULTS["fault_params"].get(kind, {}),
+            **{k: v for k, v in d.items() if k not in _COMMON},
+        }
+
+        def size(key: str) -> int:
+            return int(self._convert(parse_size, p[key], f"{path}.{key}", 0))
+
+        def need_positive(key: str, value: float, original: Any) -> None:
+            if value <= 0:
+                self.problem(f"{path}.{key}", f"must be more than 0, got {original!r}")
+
+        if kind == "latency":
+            p["latency"] = self.dur(p, "latency", path, positive=True)
+            p["jitter"] = self.dur(p, "jitter", path)
+        elif kind == "latency_factor":
+            p["factor"] = float(p["factor"])
+        elif kind == "bandwidth":
+            original = p["rate"]
+            p["rate"] = float(self._convert(parse_byte_rate, original, f"{path}.rate", 1.0))
+            need_positive("rate", p["rate"], original)
+        elif kind == "slow_close":
+            p["delay"] = self.dur(p, "delay", path, positive=True)
+        elif kind == "timeout":
+            p["timeout"] = self.dur(p, "timeout", path)
+        elif kind == "slicer":
+            original = p["average_size"]
+            p["average_size"], p["size_variation"] = size("average_size"), size("size_variation")
+            p["delay"] = self.dur(p, "delay", path)
+            need_positive("average_size", p["average_size"], original)
+            if p["average_size"] > 0 and p["size_variation"] >= p["average_size"]:
+                self.problem(f"{path}.size_variation", "must be smaller than average_size")
+        elif kind == "limit_data":
+            original = p["bytes"]
+            p["bytes"] = size("bytes")
+            need_positive("bytes", p["bytes"], original)
+        elif kind == "oversized":
+            original = p["size"]
+            p["size"] = size("size")
+            need_positive("size", p["size"], original)
+        elif kind == "connect_rate_limit":
+            p["max_connects"] = int(p["max_connects"])
+            p["window"] = self.dur(p, "window", path, positive=True)
+        elif kind in ("error_reply", "reorder"):
+            p = {k: int(v) if k in ("code", "gap") else float(v) for k, v in p.items()}
+        elif kind == "capacity_drop":
+            p["workers"] = int(p["workers"])
+            for node in targets:
+                if p["workers"] >= node.service.workers:
+                    self.problem(
+                        f"{path}.workers",
+                        f"must be fewer than node {node.id!r}'s {node.service.workers} worker(s) to be a drop",
+                    )
+                    break
+        elif kind == "close":
+            p["code"] = int(p["code"])
+        if "rate" in p and kind != "bandwidth":
+            p["rate"] = float(p["rate"])
+        return p
+
+    def expectations(self, items: list[dict[str, Any]], node_ids: list[str], n_faults: int) -> tuple[ExpectSpec, ...]:
+        out: list[ExpectSpec] = []
+        for i, d in enumerate(items):
+            path = f"expect[{i}]"
+            if "node" in d:
+                self.ref(d["node"], node_ids, f"{path}.node")
+            ctype = ConnectionType(d["connection_type"]) if "connection_type" in d else None
+            if "metric" in d:
+                metric = d["metric"]
+                value = self.metric_value(metric, d["value"], f"{path}.value")
+                strategy = LoadBalancingStrategy(d["strategy"]) if "strategy" in d else None
+                out.append(
+                    ExpectSpec(
+                        "metric",
+                        metric=metric,
+                        op=d["op"],
+                        value=value,
+                        connection_type=ctype,
+                        node=d.get("node"),
+                        strategy=strategy,
+                        index=i,
+                    )
+                )
+                continue
+            never = bool(d.get("never", False))
+            within = None
+            if never:
+                for key in ("within", "after_fault"):
+                    if key in d:
+                        self.problem(f"{path}.{key}", "cannot be combined with never: true")
+            elif "within" not in d:
+                self.problem(f"{path}.within", "missing: an alert expectation needs 'within' (or 'never: true')")
+            else:
+                within = self.dur(d, "within", path, positive=True)
+            after = d.get("after_fault")
+            if after is not None and after >= n_faults:
+                self.problem(
+                    f"{path}.after_fault",
+                    f"no fault {after}: the scenario has {n_faults} fault(s)"
+                    + (f" (0..{n_faults - 1})" if n_faults else ""),
+                )
+            out.append(
+                ExpectSpec(
+                    "alert",
+                    alert=d["alert"],
+                    within_s=within,
+                    after_fault=None if never else after,
+                    never=never,
+                    connection_type=ctype,
+                    node=d.get("node"),
+                    index=i,
+                )
+            )
+        return tuple(out)
+
+    def metric_value(self, metric: str, value: Any, path: str) -> float:
+        if isinstance(value, str):
+            if not metric.endswith("_ms"):
+                self.problem(path, f"must be a number for {metric}, got {value!r}")
+                return 0.0
+            return float(self._convert(parse_duration, value, path, 0.0)) * 1000.0
+        number = float(value)
+        if metric in _SHARE_METRICS and not 0 <= number <= 1:
+            self.problem(path, f"{metric} is a share between 0 and 1, got {value!r}")
+        elif number < 0:
+            self.problem(path, f"{metric} is never negative, got {value!r}")
+        return number
+
+
+_COMMON = frozenset({"kind", "at", "duration", "node", "direction", "connection", "probability"})

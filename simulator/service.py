@@ -1,0 +1,244 @@
+"""The service model of one exchange node: workers, a service-time distribution and a bounded queue.
+
+Pure and deterministic: :meth:`ServiceModel.submit` takes an arrival time and returns the completion time computed
+from the node's seeded generator, or ``None`` when the queue is full (the caller answers with the rate-limit
+error reply). Requests are served first come, first served by ``workers`` identical servers, so latency grows
+with the arrival rate as in an M/G/c queue. Two hooks serve the fault engine: ``latency_factor`` (multiplies the
+service times of requests arriving while it is set) and :meth:`ServiceModel.set_workers` (capacity drop).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsfinal.exceptions import ConfigurationError
+
+#: How many service times are drawn from the generator at once (draws are consumed in order, so batching does
+#: not change the sequence a seed gives).
+_BATCH = 1024
+
+_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+#: The shared empirical example: EC2 request latencies (ms) from the Numenta Anomaly Benchmark.
+NAB_LATENCY_CSV = Path("/work/shared/data/nab/ec2_request_latency_system_failure.csv")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDistribution:
+    """A service-time distribution in seconds. Build with one of the ``constant``/``exponential``/... helpers."""
+
+    kind: str
+    draw: Callable[[np.random.Generator, int], np.ndarray]
+    mean_s: float
+
+    @staticmethod
+    def constant(value_s: float) -> ServiceDistribution:
+        _check_positive("value", value_s, allow_zero=True)
+        return ServiceDistribution("constant", lambda rng, n: np.full(n, float(value_s)), float(value_s))
+
+    @staticmethod
+    def exponential(mean_s: float) -> ServiceDistribution:
+        _check_positive("mean", mean_s)
+        return ServiceDistribution("exponential", lambda rng, n: rng.exponential(mean_s, n), float(mean_s))
+
+    @staticmethod
+    def lognormal(median_s: float, sigma: float) -> ServiceDistribution:
+        _check_positive("median", median_s)
+        _check_positive("sigma", sigma, allow_zero=True)
+        mu = math.log(median_s)
+        mean = median_s * math.exp(sigma * sigma / 2)
+        return ServiceDistribution("lognormal", lambda rng, n: rng.lognormal(mu, sigma, n), mean)
+
+    @staticmethod
+    def empirical(samples_s: Sequence[float] | np.ndarray) -> ServiceDistribution:
+        """Resample (bootstrap) the given measured service times, each equally likely."""
+        values = np.asarray(samples_s, dtype=float)
+        values = values[np.isfinite(values) & (values >= 0)]
+        if values.size == 0:
+            raise ConfigurationError("service.samples", len(samples_s), "no finite non-negative samples")
+        return ServiceDistribution(
+            "empirical", lambda rng, n: values[rng.integers(0, values.size, n)], float(values.mean())
+        )
+
+    @staticmethod
+    def from_csv(
+        path: str | Path, column: str = "value", *, unit: str = "ms", scale: float = 1.0
+    ) -> ServiceDistribution:
+        """Read one numeric column of a CSV of measured latencies (``unit`` in s/ms/us/ns, then times ``scale``)."""
+        if unit not in _UNITS:
+            raise ConfigurationError("service.unit", unit, f"expected one of {', '.join(_UNITS)}")
+        _check_positive("scale", scale)
+        path = Path(path)
+        try:
+            with path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames is None or column not in reader.fieldnames:
+                    raise ConfigurationError(
+                        "service.column", column, f"{path}: no such column (have {reader.fieldnames})"
+                    )
+                raw = []
+                for row in reader:
+                    try:
+                        raw.append(float(row[column]))
+                    except (TypeError, ValueError):
+                        continue
+        except OSError as exc:
+            raise ConfigurationError("service.csv", str(path), f"cannot read: {exc.strerror}") from exc
+        return ServiceDistribution.empirical(np.asarray(raw) * _UNITS[unit] * scale)
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
+        raise ConfigurationError(f"service.{name}", value, "must be a non-negative number")
+    if value == 0 and not allow_zero:
+        raise ConfigurationError(f"service.{name}", value, "must be > 0")
+
+
+def distribution_from_params(
+    kind: str, params: Mapping[str, Any], *, base_dir: str | Path | None = None
+) -> ServiceDistribution:
+    """Build a distribution from a scenario's ``ServiceSpec`` fields (times already in seconds).
+
+    ``constant {value}``, ``exponential {mean}``, ``lognormal {median, sigma}``,
+    ``empirical {csv, column="value", unit="ms", scale=1}``; a relative ``csv`` is looked up under ``base_dir``.
+    """
+    try:
+        if kind == "constant":
+            return ServiceDistribution.constant(float(params["value"]))
+        if kind == "exponential":
+            return ServiceDistribution.exponential(float(params["mean"]))
+        if kind == "lognormal":
+            return ServiceDistribution.lognormal(float(params["median"]), float(params.get("sigma", 0.5)))
+        if kind == "empirical":
+            path = Path(str(params.get("csv", NAB_LATENCY_CSV)))
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            return ServiceDistribution.from_csv(
+                path,
+                str(params.get("column", "value")),
+                unit=str(params.get("unit", "ms")),
+                scale=float(params.get("scale", 1.0)),
+            )
+    except KeyError as exc:
+        raise ConfigurationError(f"service.{exc.args[0]}", None, f"required for distribution {kind!r}") from exc
+    raise ConfigurationError("service.distribution", kind, "expected constant, exponential, lognormal or empirical")
+
+
+class ServiceModel:
+    """FCFS queue with ``workers`` servers and at most ``queue_limit`` requests waiting.
+
+    Feed arrivals in non-decreasing time order. Each accepted request gets a fixed completion time at arrival:
+    the caller schedules its reply for then (``loop.call_at``) and need not tell the model when it happens.
+    """
+
+    def __init__(
+        self,
+        distribution: ServiceDistribution,
+        *,
+        workers: int,
+        queue_limit: int,
+        rng: np.random.Generator,
+    ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError("service.workers", workers, "must be an integer >= 1")
+        if isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 0:
+            raise ConfigurationError("queue_limit", queue_limit, "must be an integer >= 0")
+        self.distribution = distribution
+        self.queue_limit = queue_limit
+        self.nominal_workers = workers
+        #: Multiplies service times of requests arriving while set (fault ``latency_factor``).
+        self.latency_factor = 1.0
+        self._rng = rng
+        self._free: list[float] = [-math.inf] * workers  # heap: when each worker is next free
+        self._waiting: deque[float] = deque()  # start times of accepted requests not yet started
+        self._completions: list[float] = []  # heap of completion times, for in_system()
+        self._draws = np.empty(0)
+        self._next_draw = 0
+        self._last_arrival = -math.inf
+        self.accepted = 0
+        self.rejected = 0
+
+    @property
+    def workers(self) -> int:
+        return len(self._free)
+
+    def _sample(self) -> float:
+        if self._next_draw >= self._draws.size:
+            self._draws = self.distribution.draw(self._rng, _BATCH)
+            self._next_draw = 0
+        value = float(self._draws[self._next_draw])
+        self._next_draw += 1
+        return value
+
+    def queue_length(self, now: float) -> int:
+        """Requests accepted but not started by ``now``."""
+        waiting = self._waiting
+        while waiting and waiting[0] <= now:
+            waiting.popleft()
+        return len(waiting)
+
+    def in_system(self, now: float) -> int:
+        """Requests accepted and not completed by ``now``."""
+        completions = self._completions
+        while completions and completions[0] <= now:
+            heapq.heappop(completions)
+        return len(completions)
+
+    def submit(self, now: float) -> float | None:
+        """A request arrives at ``now``: its completion time, or ``None`` if the queue is full (rejected).
+
+        Arrivals must not go back in time (a request arriving earlier than the previous one is treated as
+        arriving with it).
+        """
+        now = max(now, self._last_arrival)
+        self._last_arrival = now
+        self.in_system(now)
+        earliest = self._free[0]
+        if earliest > now and self.queue_length(now) >= self.queue_limit:
+            self.rejected += 1
+            return None
+        start = max(now, earliest)
+        done = start + self._sample() * self.latency_factor
+        heapq.heapreplace(self._free, done)
+        if start > now:
+            self._waiting.append(start)
+        heapq.heappush(self._completions, done)
+        self.accepted += 1
+        return done
+
+    def set_workers(self, workers: int, now: float) -> None:
+        """Change the number of workers from ``now`` (capacity drop and its end).
+
+        Fewer: the workers that free up last retire once their current request is done (requests already
+        accepted keep their completion times). More: new workers are free at ``now``.
+        """
+        if workers < 1:
+            raise ConfigurationError("service.workers", workers, "must be >= 1")
+        free = sorted(self._free)
+        if workers < len(free):
+            free = free[:workers]
+        else:
+            free.extend([now] * (workers - len(free)))
+        heapq.heapify(free)
+        self._free = free
+
+
+def mmc_mean_wait(arrival_rate: float, mean_service_s: float, workers: int) -> float:
+    """Mean time in system of an M/M/c queue (Erlang C), for comparison; ``inf`` when unstable."""
+    a = arrival_rate * mean_service_s
+    rho = a / workers
+    if rho >= 1:
+        return math.inf
+    total = sum(a**k / math.factorial(k) for k in range(workers))
+    last = a**workers / math.factorial(workers) / (1 - rho)
+    p_wait = last / (total + last)
+    return p_wait * mean_service_s / (workers * (1 - rho)) + mean_service_s

@@ -1,0 +1,212 @@
+"""The integration manager: the seed usage as written, live on loopback against the fake exchange, and the same
+manager on the in-memory transport in virtual time."""
+
+import asyncio
+import random
+
+import pytest
+
+from simulator.memory import MemoryNetwork, MemoryTransport
+from simulator.node import ExchangeNode
+from simulator.scenario import NodeSpec, ServiceSpec
+from simulator.server import ExchangeServer
+from simulator.virtual import run_virtual
+from wsfinal import (
+    CapacityError,
+    ConnectionConfig,
+    ConnectionState,
+    ConnectionType,
+    IntegrationConfig,
+    LoadBalancingStrategy,
+)
+from wsfinal.connection import ManagedConnection
+from wsfinal.manager import WebSocketIntegrationManager
+from wsfinal.requests import OutcomeKind
+
+KEY, SECRET = "test-key", "test-secret"
+ORDER = {"type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "1", "price": "1"}
+SPEC = NodeSpec(
+    id="n1",
+    service=ServiceSpec("constant", 2, {"value": 0.001}),
+    symbols=("tBTCUSD", "tETHUSD"),
+    api_keys={KEY: SECRET},
+)
+
+
+def test_seed_usage_runs_as_written_live():
+    async def main():
+        async with ExchangeServer([SPEC], seed=1) as server:
+            url = server.urls["n1"] + "/ws/2"
+            manager = WebSocketIntegrationManager(
+                IntegrationConfig(
+                    max_connections=1000,
+                    enable_analytics=True,
+                    enable_alerts=True,
+                    enable_load_balancing=True,
+                    cluster_node_id="node-1",
+                    health_check_interval=1,
+                    analytics_interval=1,
+                    alert_check_interval=1,
+                )
+            )
+            await manager.start()
+
+            config = ConnectionConfig(
+                url=url,
+                connection_type=ConnectionType.MARKET_DATA,
+                max_reconnect_attempts=5,
+                heartbeat_interval_seconds=30,
+            )
+            ids = []
+            for i in range(2):
+                connection = ManagedConnection(config, connection_id=f"md-{i}", rng=random.Random(i))
+                ok = await manager.register_connection(connection, config)
+                assert ok
+                ids.append(connection.connection_id)
+
+            conn = await manager.get_connection(
+                ConnectionType.MARKET_DATA, strategy=LoadBalancingStrategy.LEAST_LATENCY
+            )
+            assert conn is not None and conn.connection_id in ids
+            assert await conn.send_message({"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"})
+
+            results = await manager.broadcast_message({"event": "ping"}, connection_type=ConnectionType.MARKET_DATA)
+            assert results == dict.fromkeys(ids, True)
+            results = await manager.broadcast_message({"event": "system_update"})
+            assert set(results) == set(ids)
+
+            await asyncio.sleep(1.2)  # one round of every periodic job
+            overview = manager.get_system_overview()
+            assert 0 <= overview["health"]["overall_health_score"] <= 100
+            assert overview["connections"]["active"] == 2 and overview["connections"]["total"] == 2
+            info = manager.get_connection_info(ids[0])
+            assert info is not None and 0 <= info["health_score"] <= 100
+            assert manager.get_connection_info("connection-id") is None
+
+            for m in manager.analytics.get_performance_metrics(ConnectionType.MARKET_DATA, hours=24):
+                assert m.avg_latency_ms >= 0 or m.avg_latency_ms != m.avg_latency_ms
+                assert 0 <= m.error_rate <= 1 and m.message_throughput >= 0
+            for a in manager.analytics.get_anomalies(severity="high", hours=1):
+                assert a.anomaly_type and a.severity and a.description
+            for alert in manager.alert_manager.get_active_alerts():
+                assert alert.title and alert.severity.value and alert.message
+            summary = manager.alert_manager.get_alert_summary()
+            assert summary["total_active_alerts"] >= summary["critical_alerts"] >= 0
+            assert 0 <= manager.analytics.get_connection_health_score(ids[0]) <= 100
+            for _strategy, m in manager.load_balancer.get_strategy_performance().items():
+                assert 0 <= m["success_rate"] <= 1
+            await manager.stop()
+            assert [t for c in manager.connections() for t in c.tasks] == []
+            assert all(c.state is not ConnectionState.CONNECTED for c in manager.connections())
+
+    asyncio.run(main())
+
+
+def trading_connections(n, url, transport=None):
+    config = ConnectionConfig(url=url, connection_type=ConnectionType.TRADING, message_timeout_seconds=2.0)
+    return config, [
+        ManagedConnection(
+            config,
+            connection_id=f"tr-{i}",
+            transport=transport,
+            rng=random.Random(i),
+            api_key=KEY,
+            api_secret=SECRET,
+            nonce=iter(range(10**6, 10**7)).__next__,
+        )
+        for i in range(n)
+    ]
+
+
+def test_submit_routes_requests_and_accounts_for_each_live():
+    async def main():
+        async with ExchangeServer([SPEC], seed=2) as server:
+            url = server.urls["n1"] + "/ws/2"
+            async with WebSocketIntegrationManager(IntegrationConfig(health_check_interval=1)) as manager:
+                config, conns = trading_connections(3, url)
+                for c in conns:
+                    assert await manager.register_connection(c, config)
+                futures = [
+                    manager.submit(
+                        {"type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.1", "price": "100"},
+                        ConnectionType.TRADING,
+                        LoadBalancingStrategy.ROUND_ROBIN,
+                    )
+                    for _ in range(30)
+                ]
+                outcomes = await asyncio.gather(*futures)
+                assert all(o.kind is OutcomeKind.ACKNOWLEDGED for o in outcomes)
+                assert {o.connection_id for o in outcomes} == {"tr-0", "tr-1", "tr-2"}
+                nothing = await manager.submit({}, ConnectionType.USER_DATA)
+                assert nothing.kind is OutcomeKind.NO_CONNECTION
+                summary = manager.request_summary()
+                assert summary["submitted"] == 31 == summary["finished"] + summary["in_flight"]
+                perf = manager.load_balancer.get_strategy_performance()[LoadBalancingStrategy.ROUND_ROBIN]
+                assert perf["selections"] == 30 and perf["success_rate"] == 1.0
+
+    asyncio.run(main())
+
+
+def test_capacity_and_disabled_components():
+    async def main():
+        manager = WebSocketIntegrationManager(
+            IntegrationConfig(
+                max_connections=1, enable_analytics=False, enable_alerts=False, enable_load_balancing=False
+            )
+        )
+        assert manager.analytics is None and manager.alert_manager is None and manager.load_balancer is None
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=0)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        async with manager:
+            assert await manager.register_connection(conns[0], config)
+            assert not await manager.register_connection(conns[0], config)  # same id again
+            with pytest.raises(CapacityError, match="max_connections=1"):
+                await manager.register_connection(conns[1], config)
+            # Without the balancer, get_connection still works (plain round robin).
+            assert (await manager.get_connection(ConnectionType.TRADING)) is conns[0]
+            outcome = await manager.submit(ORDER, ConnectionType.TRADING)
+            assert outcome.ok
+        node.stop()
+
+    run_virtual(main())
+
+
+def test_virtual_time_manager_is_deterministic_and_survives_a_dead_connection():
+    async def main():
+        loop = asyncio.get_running_loop()
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=5)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        manager = WebSocketIntegrationManager(
+            IntegrationConfig(seed=11, health_check_interval=1, alert_check_interval=1)
+        )
+        config, conns = trading_connections(4, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        trace = []
+        async with manager:
+            for c in conns:
+                await manager.register_connection(c, config)
+            for k in range(200):
+                fut = manager.submit(
+                    ORDER,
+                    ConnectionType.TRADING,
+                    LoadBalancingStrategy.POWER_OF_TWO_CHOICES,
+                )
+                fut.add_done_callback(lambda f: trace.append((f.result().connection_id, f.result().kind.value)))
+                await asyncio.sleep(0.01)
+                if k == 100:
+                    # A connection that stops answering: broadcast must not wait on it longer than its timeout.
+                    conns[0]._session = None
+            t0 = loop.time()
+            results = await manager.broadcast_message({"event": "ping"})
+            assert loop.time() - t0 <= config.message_timeout_seconds + 0.01
+            assert len(results) == 4
+        node.stop()
+        return trace
+
+    a = run_virtual(main())
+    b = run_virtual(main())
+    assert len(a) == 200 and a == b

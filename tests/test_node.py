@@ -1,0 +1,322 @@
+"""The exchange node over an in-memory channel, on virtual time: service model, network latency, faults, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from simulator.faults import Fault
+from simulator.node import MAINTENANCE_CODE, RATE_LIMIT_CODE, ExchangeNode
+from simulator.scenario import NodeSpec, ServiceSpec
+from simulator.virtual import run_virtual
+
+KEY, SECRET = "demo-key", "demo-secret"
+
+
+class MemoryChannel:
+    """Records what the node sends, with the loop time of each call."""
+
+    def __init__(self, peer: str = "127.0.0.1") -> None:
+        self.peer = peer
+        self.frames: list[tuple[float, Any]] = []
+        self.closed: tuple[float, int, str] | None = None
+        self.aborted: float | None = None
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def send(self, data: str | bytes) -> None:
+        self.frames.append((self._now(), data))
+
+    def send_fragments(self, parts: Sequence[str | bytes], delay_s: float) -> None:
+        self.frames.append((self._now(), tuple(parts)))
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.closed = (self._now(), code, reason)
+
+    def abort(self) -> None:
+        self.aborted = self._now()
+
+    def messages(self) -> list[Any]:
+        return [json.loads(d) for _, d in self.frames if isinstance(d, str)]
+
+    def find(self, pred: Any) -> list[tuple[float, Any]]:
+        out = []
+        for t, d in self.frames:
+            if isinstance(d, str):
+                m = json.loads(d)
+                if pred(m):
+                    out.append((t, m))
+        return out
+
+
+def spec(**kw: Any) -> NodeSpec:
+    base: dict[str, Any] = {
+        "id": "node-a",
+        "service": ServiceSpec("constant", 1, {"value": 0.010}),
+        "queue_limit": 100,
+        "network_latency_s": 0.0,
+        "heartbeat_interval_s": 15.0,
+        "symbols": ("tBTCUSD",),
+        "api_keys": {KEY: SECRET},
+    }
+    base.update(kw)
+    return NodeSpec(**base)
+
+
+def auth_message(nonce: int = 1) -> str:
+    payload = f"AUTH{nonce}"
+    sig = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha384).hexdigest()
+    return json.dumps({"event": "auth", "apiKey": KEY, "authNonce": nonce, "authPayload": payload, "authSig": sig})
+
+
+def order_message(cid: int) -> str:
+    return json.dumps(
+        [0, "on", None, {"cid": cid, "type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.1", "price": "30000"}]
+    )
+
+
+def is_order_reply(m: Any) -> bool:
+    return isinstance(m, list) and len(m) >= 3 and m[0] == 0 and m[1] == "n" and m[2][1] == "on-req"
+
+
+def reply_status(m: Any) -> str:
+    return str(m[2][6])
+
+
+def reply_cid(m: Any) -> int:
+    return int(m[2][4][2])
+
+
+async def connected(node: ExchangeNode) -> tuple[Any, MemoryChannel]:
+    ch = MemoryChannel()
+    conn = node.connect(ch)
+    conn.receive(auth_message())
+    await asyncio.sleep(0.001)
+    return conn, ch
+
+
+def test_info_on_connect_and_pong() -> None:
+    async def main() -> list[Any]:
+        node = ExchangeNode(spec())
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        conn.receive(json.dumps({"event": "ping", "cid": 7}))
+        await asyncio.sleep(0.01)
+        node.stop()
+        return ch.messages()
+
+    msgs = run_virtual(main())
+    assert msgs[0]["event"] == "info" and msgs[0]["version"] == 2
+    assert any(m.get("event") == "pong" and m.get("cid") == 7 for m in msgs if isinstance(m, dict))
+
+
+def test_network_latency_each_way() -> None:
+    async def main() -> float:
+        node = ExchangeNode(spec(network_latency_s=0.020))
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        await asyncio.sleep(0.1)
+        t0 = node.loop.time()
+        conn.receive(json.dumps({"event": "ping", "cid": 1}))
+        await asyncio.sleep(0.1)
+        node.stop()
+        [(t, _)] = ch.find(lambda m: isinstance(m, dict) and m.get("event") == "pong")
+        return t - t0
+
+    assert run_virtual(main()) == pytest.approx(0.040)
+
+
+def order_latencies(n: int, gap: float, **kw: Any) -> list[tuple[float, str]]:
+    async def main() -> list[tuple[float, str]]:
+        node = ExchangeNode(spec(**kw))
+        node.start()
+        conn, ch = await connected(node)
+        sent = {}
+        for cid in range(1, n + 1):
+            sent[cid] = node.loop.time()
+            conn.receive(order_message(cid))
+            await asyncio.sleep(gap)
+        await asyncio.sleep(2.0)
+        node.stop()
+        return [(t - sent[reply_cid(m)], reply_status(m)) for t, m in ch.find(is_order_reply)]
+
+    return run_virtual(main())
+
+
+def test_order_latency_grows_with_load() -> None:
+    light = order_latencies(20, 0.05)  # 20/s against 100/s capacity
+    heavy = order_latencies(20, 0.0)  # all at once
+    assert all(s == "SUCCESS" for _, s in light + heavy)
+    assert [lat for lat, _ in light] == pytest.approx([0.010] * 20)
+    assert [lat for lat, _ in heavy] == pytest.approx([0.010 * (i + 1) for i in range(20)])
+
+
+def test_full_queue_answers_with_rate_limit_error() -> None:
+    replies = order_latencies(10, 0.0, queue_limit=3)
+    statuses = [s for _, s in replies]
+    assert statuses.count("SUCCESS") == 4 and statuses.count("ERROR") == 6
+
+
+def test_rate_limit_reply_carries_the_code() -> None:
+    async def main() -> list[Any]:
+        node = ExchangeNode(spec(queue_limit=0))
+        node.start()
+        conn, ch = await connected(node)
+        for cid in (1, 2):
+            conn.receive(order_message(cid))
+        await asyncio.sleep(0.1)
+        node.stop()
+        return [m for _, m in ch.find(is_order_reply)]
+
+    replies = run_virtual(main())
+    errors = [m for m in replies if reply_status(m) == "ERROR"]
+    assert len(errors) == 1 and errors[0][2][5] == RATE_LIMIT_CODE
+
+
+def test_capacity_drop_and_latency_factor_slow_orders() -> None:
+    base = order_latencies(5, 0.0, service=ServiceSpec("constant", 5, {"value": 0.010}))
+    assert [lat for lat, _ in base] == pytest.approx([0.010] * 5)
+
+    async def main(faults: list[Fault]) -> list[float]:
+        node = ExchangeNode(spec(service=ServiceSpec("constant", 5, {"value": 0.010})), faults=faults)
+        node.start()
+        await asyncio.sleep(0.5)
+        conn, ch = await connected(node)
+        t0 = node.loop.time()
+        for cid in range(1, 6):
+            conn.receive(order_message(cid))
+        await asyncio.sleep(1.0)
+        node.stop()
+        return [t - t0 for t, _ in ch.find(is_order_reply)]
+
+    dropped = run_virtual(main([Fault("capacity_drop", at_s=0.1, duration_s=5, params={"workers": 1})]))
+    assert dropped == pytest.approx([0.010 * (i + 1) for i in range(5)])
+    slow = run_virtual(main([Fault("latency_factor", at_s=0.1, duration_s=5, params={"factor": 10.0})]))
+    assert slow == pytest.approx([0.100] * 5)
+
+
+def test_error_reply_and_maintenance_refuse_orders() -> None:
+    async def main(fault: Fault) -> tuple[list[Any], list[Any]]:
+        node = ExchangeNode(spec(), faults=[fault])
+        node.start()
+        conn, ch = await connected(node)
+        conn.receive(order_message(1))
+        await asyncio.sleep(0.5)
+        node.stop()
+        return [m for _, m in ch.find(is_order_reply)], ch.messages()
+
+    replies, _ = run_virtual(main(Fault("error_reply", params={"code": 10001, "rate": 1.0})))
+    assert reply_status(replies[0]) == "ERROR" and "10001" in json.dumps(replies[0])
+    replies, msgs = run_virtual(main(Fault("maintenance", at_s=0, duration_s=0.2)))
+    assert reply_status(replies[0]) == "ERROR"
+    codes = [m.get("code") for m in msgs if isinstance(m, dict) and m.get("event") == "info"]
+    assert MAINTENANCE_CODE in codes and 20061 in codes
+
+
+def test_closed_connection_leaves_no_timers() -> None:
+    async def main() -> tuple[int, int, int]:
+        node = ExchangeNode(spec(network_latency_s=0.05))
+        node.start()
+        conn, ch = await connected(node)
+        for cid in range(1, 50):
+            conn.receive(order_message(cid))
+        await asyncio.sleep(0.06)
+        before = len(ch.frames)
+        conn.closed()
+        scheduled = len([h for h in node.loop._scheduled if not h.cancelled()])  # type: ignore[attr-defined]
+        await asyncio.sleep(2.0)
+        node.stop()
+        return before, len(ch.frames), scheduled
+
+    before, after, scheduled = run_virtual(main())
+    assert before == after  # nothing sent after the connection went away
+    assert scheduled <= 2  # the market timer (and possibly the sleep), no per-order or per-connection timers
+
+
+def test_close_fault_and_slow_close() -> None:
+    async def main() -> MemoryChannel:
+        node = ExchangeNode(
+            spec(),
+            faults=[
+                Fault("slow_close", at_s=0, duration_s=5, params={"delay": 0.3}),
+                Fault("close", at_s=0.5, params={"code": 1012, "reason": "restart"}),
+            ],
+        )
+        node.start()
+        ch = MemoryChannel()
+        node.connect(ch)
+        await asyncio.sleep(2)
+        node.stop()
+        return ch
+
+    ch = run_virtual(main())
+    assert ch.closed is not None and ch.closed[1:] == (1012, "restart")
+    assert ch.closed[0] == pytest.approx(0.8)
+
+
+def test_node_down_refuses_and_aborts() -> None:
+    async def main() -> tuple[Any, Any, Any, MemoryChannel]:
+        node = ExchangeNode(spec(), faults=[Fault("node_down", at_s=0.2, duration_s=0.3)])
+        node.start()
+        ch = MemoryChannel()
+        node.connect(ch)
+        before = node.refuse("127.0.0.1")
+        await asyncio.sleep(0.3)
+        during = node.refuse("127.0.0.1")
+        await asyncio.sleep(0.3)
+        after = node.refuse("127.0.0.1")
+        node.stop()
+        return before, during, after, ch
+
+    before, during, after, ch = run_virtual(main())
+    assert before is None and during is not None and during[0] == 503 and after is None
+    assert ch.aborted == pytest.approx(0.2)
+
+
+def market_stream(seed: int) -> list[tuple[float, Any]]:
+    async def main() -> list[tuple[float, Any]]:
+        node = ExchangeNode(spec(), seed=seed, faults=[Fault("loss", params={"rate": 0.2})])
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        conn.receive(json.dumps({"event": "subscribe", "channel": "trades", "symbol": "tBTCUSD"}))
+        conn.receive(json.dumps({"event": "subscribe", "channel": "book", "symbol": "tBTCUSD"}))
+        await asyncio.sleep(3.0)
+        node.stop()
+        return ch.frames
+
+    return run_virtual(main())
+
+
+def test_same_seed_same_stream_and_fault_decisions() -> None:
+    a, b = market_stream(5), market_stream(5)
+    assert len(a) > 20 and a == b
+    assert market_stream(6) != a
+
+
+def test_malformed_client_frames_never_break_the_node() -> None:
+    async def main() -> tuple[bool, list[Any]]:
+        node = ExchangeNode(spec())
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        for junk in ["", "{", "[", "null", "42", '{"event":"nope"}', b"\x00\xff", '[0,"on"]', '{"event":"auth"}']:
+            conn.receive(junk)
+        conn.receive(json.dumps({"event": "ping", "cid": 3}))
+        await asyncio.sleep(0.1)
+        node.stop()
+        return conn.open or ch.closed is None, ch.messages()
+
+    still_open, msgs = run_virtual(main())
+    assert still_open
+    assert any(isinstance(m, dict) and m.get("event") == "pong" for m in msgs)
+    assert any(isinstance(m, dict) and m.get("event") == "error" for m in msgs)

@@ -1,0 +1,131 @@
+"""The request ledger: exactly one outcome per request, and submitted == finished + in flight at all times."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from wsfinal.requests import OutcomeKind, RequestLedger
+
+
+def test_an_answer_ends_a_request_once_and_a_late_answer_is_counted_not_applied() -> None:
+    ledger = RequestLedger()
+    entry = ledger.start(10.0, deadline=12.0)
+    assert entry.cid == 1 and ledger.in_flight == 1
+    done = ledger.finish(entry.cid, OutcomeKind.ACKNOWLEDGED, 10.25, connection_id="c1")
+    assert done is not None
+    _, outcome = done
+    assert outcome.ok and outcome.latency_ms == pytest.approx(250.0) and outcome.connection_id == "c1"
+    assert ledger.finish(entry.cid, OutcomeKind.TIMED_OUT, 12.0) is None
+    assert ledger.counts.late == 1
+    assert ledger.summary()["acknowledged"] == 1 and ledger.summary()["timed_out"] == 0
+    ledger.check()
+
+
+def test_rejection_keeps_the_exchange_code_and_timeouts_have_no_latency() -> None:
+    ledger = RequestLedger(first_cid=100)
+    a, b = ledger.start(0.0), ledger.start(0.0)
+    assert (a.cid, b.cid) == (100, 101)
+    rejected = ledger.finish(a.cid, OutcomeKind.REJECTED, 0.1, code=10001, text="unknown pair")
+    timed_out = ledger.finish(b.cid, OutcomeKind.TIMED_OUT, 5.0)
+    assert rejected is not None and rejected[1].code == 10001 and rejected[1].text == "unknown pair"
+    assert timed_out is not None and timed_out[1].latency_ms is None and not timed_out[1].ok
+
+
+def test_fail_all_tells_sent_from_unsent() -> None:
+    ledger = RequestLedger()
+    sent, unsent = ledger.start(0.0), ledger.start(0.0)
+    ledger.mark_sent(sent.cid)
+    kinds = {o.cid: o.kind for _, o in ledger.fail_all(1.0)}
+    assert kinds == {sent.cid: OutcomeKind.CONNECTION_LOST, unsent.cid: OutcomeKind.NOT_SENT}
+    assert ledger.in_flight == 0
+    ledger.check()
+
+
+def test_immediate_outcomes_are_submitted_and_finished() -> None:
+    ledger = RequestLedger()
+    outcome = ledger.record_immediate(OutcomeKind.NO_CONNECTION, 3.0)
+    assert outcome.kind is OutcomeKind.NO_CONNECTION and outcome.submitted_at == outcome.finished_at == 3.0
+    assert ledger.submitted == 1 and ledger.finished == 1
+    ledger.check()
+
+
+def test_given_client_ids_are_kept_and_never_reissued() -> None:
+    ledger = RequestLedger()
+    ledger.start(0.0, cid=50)
+    with pytest.raises(ValueError, match="50"):
+        ledger.start(0.0, cid=50)
+    assert ledger.start(0.0).cid == 51
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random interleavings of submit, send, answer, timeout, loss and late answers keep the books balanced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger = RequestLedger()
+        self.now = 0.0
+        self.open: set[int] = set()
+        self.ended: dict[int, OutcomeKind] = {}
+        self.immediate = 0
+
+    @rule(dt=st.floats(0.0, 1.0))
+    def tick(self, dt: float) -> None:
+        self.now += dt
+
+    @rule()
+    def submit(self) -> None:
+        self.open.add(self.ledger.start(self.now, deadline=self.now + 1.0).cid)
+
+    @rule(kind=st.sampled_from([OutcomeKind.NOT_SENT, OutcomeKind.NO_CONNECTION]))
+    def immediate_outcome(self, kind: OutcomeKind) -> None:
+        outcome = self.ledger.record_immediate(kind, self.now)
+        self.ended[outcome.cid] = kind
+
+    @rule(data=st.data())
+    def send(self, data: st.DataObject) -> None:
+        if self.open:
+            self.ledger.mark_sent(data.draw(st.sampled_from(sorted(self.open))))
+
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from([OutcomeKind.ACKNOWLEDGED, OutcomeKind.REJECTED, OutcomeKind.TIMED_OUT]),
+    )
+    def answer_or_timeout(self, data: st.DataObject, kind: OutcomeKind) -> None:
+        if not self.open:
+            return
+        cid = data.draw(st.sampled_from(sorted(self.open)))
+        assert self.ledger.finish(cid, kind, self.now) is not None
+        self.open.discard(cid)
+        self.ended[cid] = kind
+
+    @rule(data=st.data())
+    def late_or_duplicate_answer(self, data: st.DataObject) -> None:
+        if self.ended:
+            cid = data.draw(st.sampled_from(sorted(self.ended)))
+            late_before = self.ledger.counts.late
+            assert self.ledger.finish(cid, OutcomeKind.ACKNOWLEDGED, self.now) is None
+            assert self.ledger.counts.late == late_before + 1
+
+    @rule()
+    def connection_lost(self) -> None:
+        for _, outcome in self.ledger.fail_all(self.now):
+            assert outcome.kind in (OutcomeKind.CONNECTION_LOST, OutcomeKind.NOT_SENT)
+            self.ended[outcome.cid] = outcome.kind
+        self.open.clear()
+
+    @invariant()
+    def books_balance(self) -> None:
+        self.ledger.check()
+        assert self.ledger.in_flight == len(self.open)
+        assert self.ledger.finished == len(self.ended)  # each request ended exactly once
+        counted = {k: 0 for k in OutcomeKind}
+        for kind in self.ended.values():
+            counted[kind] += 1
+        assert counted == self.ledger.counts.by_kind
+
+
+LedgerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestLedgerMachine = LedgerMachine.TestCase

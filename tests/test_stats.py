@@ -1,0 +1,202 @@
+"""Tests of wsfinal.stats: histogram error bound and merging, EWMAs, sliding windows, trend fits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsfinal.exceptions import ConfigurationError
+from wsfinal.stats import (
+    Ewma,
+    HoltTrend,
+    LatencyHistogram,
+    PeakEwma,
+    SlidingWindowCounter,
+    SlidingWindowHistogram,
+    linear_trend,
+)
+
+QS = [0.0, 1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0]
+# Floating-point slack on top of the stated bound (log rounding at bucket edges).
+SLACK = 1e-9
+
+
+def _check_bound(h: LatencyHistogram, data: np.ndarray) -> None:
+    est = np.array(h.percentiles(QS))
+    true = np.percentile(data, QS, method="lower")
+    inside = true > h.lowest
+    rel = np.abs(est[inside] - true[inside]) / true[inside]
+    assert np.all(rel <= h.alpha * (1 + SLACK) + SLACK), (rel.max(), h.alpha)
+    # values at or below `lowest` are reported within `lowest` (absolute)
+    assert np.all(np.abs(est[~inside] - true[~inside]) <= h.lowest)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3000),
+    alpha=st.sampled_from([0.005, 0.01, 0.02, 0.05]),
+    dist=st.sampled_from(["lognormal", "exponential", "uniform", "pareto"]),
+)
+def test_percentiles_within_stated_relative_error(seed: int, n: int, alpha: float, dist: str) -> None:
+    rng = np.random.default_rng(seed)
+    data = {
+        "lognormal": lambda: rng.lognormal(1.0, 1.5, n),
+        "exponential": lambda: rng.exponential(20.0, n),
+        "uniform": lambda: rng.uniform(0.0, 500.0, n),
+        "pareto": lambda: (rng.pareto(1.5, n) + 1.0) * 3.0,
+    }[dist]()
+    data = np.minimum(data, 1e5)
+    h = LatencyHistogram(alpha)
+    for v in data:
+        h.record(float(v))
+    _check_bound(h, data)
+    assert h.count == n
+    assert h.min == data.min() and h.max == data.max()
+    assert math.isclose(h.mean, float(data.mean()), rel_tol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.floats(0.0, 1e5, allow_nan=False), min_size=1, max_size=400))
+def test_bound_holds_on_arbitrary_values(values: list[float]) -> None:
+    h = LatencyHistogram(0.01)
+    for v in values:
+        h.record(v)
+    _check_bound(h, np.array(values))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.lists(st.floats(0.0, 1e4, allow_nan=False), max_size=300),
+    b=st.lists(st.floats(0.0, 1e4, allow_nan=False), max_size=300),
+)
+def test_merge_equals_recording_the_union(a: list[float], b: list[float]) -> None:
+    ha, hb, hu = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for v in a:
+        ha.record(v)
+        hu.record(v)
+    for v in b:
+        hb.record(v)
+        hu.record(v)
+    ha.merge(hb)
+    assert ha.counts_equal(hu)
+    assert ha.count == hu.count and ha.min == hu.min and ha.max == hu.max
+    assert math.isclose(ha.total, hu.total, rel_tol=1e-9, abs_tol=1e-9)
+    assert _nan_eq(ha.percentiles(QS), hu.percentiles(QS))
+
+
+def _nan_eq(x: list[float], y: list[float]) -> bool:
+    return all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(x, y))
+
+
+def test_record_many_numpy_matches_scalar_recording() -> None:
+    rng = np.random.default_rng(3)
+    data = np.concatenate([rng.lognormal(2, 2, 20_000), [0.0, 1e-4, 5e6]])
+    h1, h2 = LatencyHistogram(), LatencyHistogram()
+    h1.record_many(data)
+    for v in data:
+        h2.record(float(v))
+    assert h1.counts_equal(h2) and h1.count == h2.count
+    assert h1.percentiles(QS) == h2.percentiles(QS)
+
+
+def test_memory_is_bounded_and_values_out_of_range_are_clamped() -> None:
+    h = LatencyHistogram(0.01, lowest=1e-3, highest=1e6)
+    h.record_many(np.geomspace(1e-6, 1e9, 200_000))
+    assert len(h._counts) == len(LatencyHistogram()._counts) < 1100  # independent of the count
+    assert h.percentile(100) == 1e9  # the exact maximum
+    assert h.percentile(0) == 1e-6  # the zero bucket, clamped to the exact minimum
+    assert h.count == 200_000
+
+
+def test_bad_values_and_config_are_rejected_with_names() -> None:
+    h = LatencyHistogram()
+    with pytest.raises(ValueError, match="-1"):
+        h.record(-1.0)
+    with pytest.raises(ValueError, match="nan"):
+        h.record(math.nan)
+    with pytest.raises(ValueError, match="percentile"):
+        h.percentile(101)
+    with pytest.raises(ConfigurationError, match="alpha"):
+        LatencyHistogram(0.0)
+    with pytest.raises(ConfigurationError, match="highest"):
+        LatencyHistogram(0.01, lowest=10, highest=5)
+    with pytest.raises(ConfigurationError, match="merge"):
+        h.merge(LatencyHistogram(0.02))
+    assert h.count == 0 and math.isnan(h.percentile(50)) and math.isnan(h.mean)
+
+
+def test_round_trip_through_dict_and_clear() -> None:
+    h = LatencyHistogram()
+    h.record_many(np.random.default_rng(1).exponential(10, 1000))
+    h2 = LatencyHistogram.from_dict(h.to_dict())
+    assert h2.counts_equal(h) and h2.percentiles(QS) == h.percentiles(QS)
+    c = h.copy()
+    h.clear()
+    assert h.count == 0 and c.count == 1000 and math.isnan(h.percentile(50))
+    assert sum(n for _, _, n in c.buckets()) == 1000
+
+
+def test_ewma_weights_by_elapsed_time() -> None:
+    e = Ewma(tau_s=10.0)
+    assert math.isnan(e.value)
+    e.update(100.0, 0.0)
+    e.update(0.0, 10.0)  # one time constant later: weight 1 - 1/e on the new sample
+    assert math.isclose(e.value, 100.0 * math.exp(-1.0))
+    e.update(50.0, 10.0)  # same instant: no weight
+    assert math.isclose(e.value, 100.0 * math.exp(-1.0))
+
+
+def test_peak_ewma_jumps_up_and_decays_down() -> None:
+    p = PeakEwma(tau_s=5.0)
+    p.update(10.0, 0.0)
+    p.update(200.0, 1.0)
+    assert p.value == 200.0
+    p.update(10.0, 6.0)
+    assert math.isclose(p.value, 200.0 * math.exp(-1) + 10.0 * (1 - math.exp(-1)))
+
+
+def test_sliding_window_counter_rates() -> None:
+    c = SlidingWindowCounter(window_s=10.0, buckets=10)
+    assert c.rate(0.0) == 0.0
+    for i in range(100):
+        c.add(i * 0.1)  # 10 events/s for 10 s
+    assert c.total(9.95) == 100
+    assert c.rate(9.95) == pytest.approx(10.0, rel=0.01)
+    assert c.total(15.05) == 40  # slots 6..15 remain: events at 6.0-9.9 s
+    assert c.total(100.0) == 0
+    c.add(50.0, 3)  # an old event, beyond the window: ignored
+    assert c.total(100.0) == 0
+    young = SlidingWindowCounter(60.0, 60)
+    young.add(0.0, 20)
+    assert math.isclose(young.rate(2.0), 10.0)  # over its 2 s age, not the 60 s window
+
+
+def test_sliding_window_histogram_forgets_old_slots() -> None:
+    w = SlidingWindowHistogram(window_s=10.0, slots=5)
+    for i in range(10):
+        w.record(1.0, float(i))
+    for i in range(10, 20):
+        w.record(100.0, float(i))
+    merged = w.merged(19.5)
+    assert merged.count == 10 and merged.percentile(50) == pytest.approx(100.0, rel=0.01)
+    assert w.merged(100.0).count == 0
+
+
+def test_linear_trend_and_holt_follow_a_line() -> None:
+    t = [float(i) for i in range(20)]
+    v = [3.0 + 2.0 * x for x in t]
+    fit = linear_trend(t, v)
+    assert fit is not None
+    assert math.isclose(fit.slope, 2.0) and math.isclose(fit.at(19.0), 41.0) and fit.r2 == pytest.approx(1.0)
+    assert fit.time_to(61.0) == pytest.approx(10.0)
+    assert linear_trend([0.0, 1.0], [1.0, 2.0]) is None
+    assert linear_trend([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None
+    h = HoltTrend(alpha=0.5, beta=0.3)
+    for x, y in zip(t, v):
+        h.update(y, x)
+    assert h.forecast(30.0) == pytest.approx(63.0, rel=0.05)

@@ -1,0 +1,818 @@
+"""WebSocketAnalytics: streaming per-connection statistics, periodic aggregation, anomalies, health, forecasts.
+
+Connections (or the manager) call the ``record_*`` methods on their hot path: each is O(1) and only updates
+in-memory counters, a histogram and EWMAs. Periodically the shell calls ``_update_performance_metrics()`` (which
+closes the current interval into :class:`PerformanceMetrics` records per connection and per connection type, kept
+for ``retention_s``) and ``_detect_anomalies()`` (which feeds those records to the detectors of
+:mod:`wsfinal.anomaly`). Every method has a pure synchronous twin taking ``now``; the async ones only read the
+clock. The health score is :mod:`wsfinal.health`'s formula. Call everything from one thread (the event loop's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .anomaly import (
+    Anomaly,
+    AnomalyType,
+    Cusum,
+    Detector,
+    EwmaControlChart,
+    Prediction,
+    RobustZScore,
+    Severity,
+    forecast,
+)
+from .config import ConnectionType, LoadBalancingStrategy
+from .exceptions import ConfigurationError, UnknownConnectionError, UsageError
+from .health import HealthInputs, health_score
+from .records import ConnectionRecord
+from .states import ConnectionState
+from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, SlidingWindowHistogram
+
+__all__ = ["PerformanceMetrics", "Prediction", "WebSocketAnalytics"]
+
+logger = logging.getLogger("wsfinal.analytics")
+
+
+class StoreView(Protocol):
+    """What analytics reads from a connection store (``InMemoryConnectionStore`` provides it)."""
+
+    def get(self, connection_id: str) -> ConnectionRecord | None: ...
+    def all(self) -> list[ConnectionRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceMetrics:
+    """One aggregation interval of one connection (``connection_id`` set) or one connection type (None).
+
+    Latencies in ms over the interval's samples (NaN when there were none); ``error_rate`` is errors divided by
+    errors plus successful operations (latency samples, or messages when no latency was recorded);
+    ``message_throughput`` is messages per second (both directions) over ``period_s``.
+    """
+
+    time: float
+    period_s: float
+    connection_type: ConnectionType
+    connection_id: str | None
+    samples: int
+    avg_latency_ms: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+    p99_latency_ms: float
+    max_latency_ms: float
+    errors: int
+    error_rate: float
+    messages: int
+    message_throughput: float
+    bytes: int
+    reconnects: int
+    connections: int = 1
+    active_connections: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
+        out["connection_type"] = self.connection_type.value
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+class _ConnStats:
+    """Everything kept about one connection: the open interval and a few smoothed figures.
+
+    The latency EWMA (time constant 10 s) is updated inline on the hot path; the baseline is the connection's
+    median latency per interval, smoothed with a 10-minute time constant at each aggregation."""
+
+    __slots__ = (
+        "baseline",
+        "bytes",
+        "connection_type",
+        "errors",
+        "errors_w",
+        "hist",
+        "last_event",
+        "lat_ewma",
+        "lat_stamp",
+        "messages",
+        "ops_w",
+        "reconnects",
+        "reconnects_w",
+    )
+
+    def __init__(self, connection_type: ConnectionType, health_window_s: float, reconnect_window_s: float) -> None:
+        self.connection_type = connection_type
+        self.hist = LatencyHistogram(0.01)
+        self.errors = 0
+        self.messages = 0
+        self.bytes = 0
+        self.reconnects = 0
+        self.lat_ewma = math.nan
+        self.lat_stamp = 0.0
+        self.baseline = Ewma(600.0)
+        self.errors_w = SlidingWindowCounter(health_window_s, 12)
+        self.ops_w = SlidingWindowCounter(health_window_s, 12)
+        self.reconnects_w = SlidingWindowCounter(reconnect_window_s, 10)
+        self.last_event = -math.inf
+
+
+_INV_LATENCY_TAU = 1.0 / 10.0
+_exp = math.exp
+
+
+def _coerce_type(value: ConnectionType | str, where: str = "connection_type") -> ConnectionType:
+    if isinstance(value, ConnectionType):
+        return value
+    try:
+        return ConnectionType(str(value).lower())
+    except ValueError:
+        choices = ", ".join(t.value for t in ConnectionType)
+        raise ConfigurationError(where, value, f"expected a ConnectionType ({choices})") from None
+
+
+class StrategyWindow:
+    """Per-strategy outcomes over the last ``window_s``: success and failure counts and a latency histogram."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._ok: dict[str, SlidingWindowCounter] = {}
+        self._failed: dict[str, SlidingWindowCounter] = {}
+        self._latency: dict[str, SlidingWindowHistogram] = {}
+
+    def record(self, name: str, ok: bool, latency_ms: float | None, now: float) -> None:
+        if name not in self._ok:
+            self._ok[name] = SlidingWindowCounter(self.window_s, 30)
+            self._failed[name] = SlidingWindowCounter(self.window_s, 30)
+            self._latency[name] = SlidingWindowHistogram(self.window_s, 15)
+        (self._ok if ok else self._failed)[name].add(now)
+        if latency_ms is not None and ok:
+            self._latency[name].record(latency_ms, now)
+
+    def summary(self, now: float) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name in self._ok:
+            ok = self._ok[name].total(now)
+            failed = self._failed[name].total(now)
+            if ok + failed == 0:
+                continue
+            h = self._latency[name].merged(now)
+            p50, p95, p99 = h.percentiles([50, 95, 99])
+            out[name] = {
+                "requests": ok + failed,
+                "succeeded": ok,
+                "failed": failed,
+                "success_rate": ok / (ok + failed),
+                "mean_latency_ms": h.mean,
+                "p50_latency_ms": p50,
+                "p95_latency_ms": p95,
+                "p99_latency_ms": p99,
+            }
+        return out
+
+
+def rank_strategies(
+    summary: dict[str, dict[str, float]], min_samples: int, window_s: float, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Rank strategies: those with at least ``min_samples`` requests, first by success rate (rates within
+    ``tolerance`` of the best count as tied), then by lower p95 latency. Returns the numbers and a sentence."""
+    eligible = {k: v for k, v in summary.items() if v["requests"] >= min_samples}
+    best_rate = max((v["success_rate"] for v in eligible.values()), default=math.nan)
+
+    def key(name: str) -> tuple[bool, float, float]:
+        v = eligible[name]
+        p95 = v["p95_latency_ms"]
+        return (v["success_rate"] < best_rate - tolerance, p95 if not math.isnan(p95) else math.inf, -v["success_rate"])
+
+    ranking = sorted(eligible, key=key)
+    best = ranking[0] if ranking else None
+    if best is None:
+        reason = f"no strategy has {min_samples} requests in the last {window_s:.0f} s yet"
+    else:
+        b = eligible[best]
+        reason = (
+            f"{best} served best over the last {window_s:.0f} s: {100 * b['success_rate']:.2f}% of "
+            f"{b['requests']:.0f} requests succeeded, p95 latency {b['p95_latency_ms']:.1f} ms"
+        )
+        if len(ranking) > 1:
+            r = eligible[ranking[1]]
+            reason += f" (next: {ranking[1]}, {100 * r['success_rate']:.2f}% and p95 {r['p95_latency_ms']:.1f} ms)"
+        reason += "."
+    return {
+        "window_s": window_s,
+        "min_samples": min_samples,
+        "strategies": summary,
+        "ranking": ranking,
+        "best_strategy": best,
+        "reason": reason,
+    }
+
+
+_SeriesKey = tuple[str, str]  # (subject id: connection id or "type:<value>", metric)
+
+
+class WebSocketAnalytics:
+    """Streaming analytics for the manager's connections. ``store`` is optional (state and staleness come
+    from it when given); ``clock`` defaults to the running event loop's ``time()``.
+
+    Knobs: ``connection_retention_s`` keeps per-connection records for less time than per-type ones, and at
+    most ``max_connection_records`` each (per-type: ``max_records``), so memory stays bounded by connections x
+    ``max_connection_records`` records whatever the interval; ``latency_threshold_ms`` and
+    ``throughput_capacity`` (msg/s, per type or one number for all) are what forecasts warn about;
+    ``stale_after_s`` is used for connections whose config does not give a heartbeat interval.
+    """
+
+    def __init__(
+        self,
+        store: StoreView | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        retention_s: float = 24 * 3600,
+        connection_retention_s: float = 3600.0,
+        max_records: int = 10_000,
+        max_connection_records: int = 720,
+        max_anomalies: int = 10_000,
+        detector_warmup: int = 10,
+        detector_window: int = 60,
+        refractory_intervals: int = 5,
+        health_window_s: float = 60.0,
+        reconnect_window_s: float = 300.0,
+        stale_after_s: float = 90.0,
+        latency_threshold_ms: float = 1000.0,
+        throughput_capacity: float | dict[ConnectionType, float] | None = None,
+        prediction_window_s: float = 1800.0,
+        prediction_horizon_s: float = 900.0,
+        insight_window_s: float = 900.0,
+        insight_min_samples: int = 20,
+    ) -> None:
+        for name, v in (
+            ("retention_s", retention_s),
+            ("connection_retention_s", connection_retention_s),
+            ("health_window_s", health_window_s),
+            ("reconnect_window_s", reconnect_window_s),
+            ("stale_after_s", stale_after_s),
+            ("prediction_window_s", prediction_window_s),
+            ("prediction_horizon_s", prediction_horizon_s),
+            ("insight_window_s", insight_window_s),
+        ):
+            if not (isinstance(v, int | float) and v > 0 and math.isfinite(v)):
+                raise ConfigurationError(name, v, "must be a finite number > 0")
+        if detector_window < detector_warmup or detector_warmup < 3:
+            raise ConfigurationError("detector_warmup", detector_warmup, "must be >= 3 and <= detector_window")
+        self.store = store
+        self._clock = clock
+        self.retention_s = float(retention_s)
+        self.connection_retention_s = float(connection_retention_s)
+        self.max_records = max_records
+        self.max_connection_records = max_connection_records
+        self.detector_warmup = detector_warmup
+        self.detector_window = detector_window
+        self.refractory_intervals = refractory_intervals
+        self.health_window_s = float(health_window_s)
+        self.reconnect_window_s = float(reconnect_window_s)
+        self.stale_after_s = float(stale_after_s)
+        self.latency_threshold_ms = latency_threshold_ms
+        self.throughput_capacity = throughput_capacity
+        self.prediction_window_s = prediction_window_s
+        self.prediction_horizon_s = prediction_horizon_s
+        self.insight_min_samples = insight_min_samples
+        self._conns: dict[str, _ConnStats] = {}
+        self._type_history: dict[ConnectionType, deque[PerformanceMetrics]] = {}
+        self._conn_history: dict[str, deque[PerformanceMetrics]] = {}
+        self._pending: list[PerformanceMetrics] = []
+        self._detectors: dict[_SeriesKey, list[Detector]] = {}
+        self._anomalies: deque[Anomaly] = deque(maxlen=max_anomalies)
+        self._listeners: list[Callable[[Anomaly], None]] = []
+        self._last_update: float | None = None
+        self._first_event: float | None = None
+        self._open_episodes: set[tuple[str, str]] = set()
+        self._strategies = StrategyWindow(insight_window_s)
+        self._interval_s = 60.0
+        self.peer_cache_s = 1.0
+        self._peer_cache: dict[ConnectionType, tuple[float, list[float]]] = {}
+
+    # -- time -------------------------------------------------------------------------------------------------
+    def _now(self, now: float | None = None) -> float:
+        """``now`` if given, else the clock's time, else the running loop's (UsageError outside a loop)."""
+        if now is not None:
+            return now
+        if self._clock is not None:
+            return self._clock()
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            raise UsageError(
+                "WebSocketAnalytics: no running event loop to read the time from; pass now= or clock="
+            ) from None
+
+    # -- hot path ---------------------------------------------------------------------------------------------
+    def _conn(self, connection_id: str, connection_type: ConnectionType | str, now: float) -> _ConnStats:
+        st = self._conns.get(connection_id)
+        if st is None:
+            st = self._conns[connection_id] = _ConnStats(
+                _coerce_type(connection_type), self.health_window_s, self.reconnect_window_s
+            )
+            if self._first_event is None:
+                self._first_event = now
+        return st
+
+    def record_latency(
+        self, connection_id: str, connection_type: ConnectionType | str, latency_ms: float, now: float | None = None
+    ) -> None:
+        """One completed request or ping round trip of ``latency_ms`` (>= 0; ValueError otherwise)."""
+        t = now if now is not None else self._now()
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.hist.record(latency_ms)
+        e = st.lat_ewma
+        if e != e:  # first sample
+            st.lat_ewma = latency_ms
+            st.lat_stamp = t
+        else:
+            dt = t - st.lat_stamp
+            if dt > 0.0:
+                w = _exp(-dt * _INV_LATENCY_TAU)
+                st.lat_ewma = e * w + latency_ms * (1.0 - w)
+                st.lat_stamp = t
+        st.ops_w.add(t)
+        st.last_event = t
+
+    def record_message(
+        self,
+        connection_id: str,
+        connection_type: ConnectionType | str,
+        direction: str,
+        nbytes: int = 0,
+        now: float | None = None,
+    ) -> None:
+        """One message sent (``direction="out"``/``"sent"``) or received (``"in"``/``"received"``)."""
+        if direction not in ("in", "out", "sent", "received"):
+            raise ConfigurationError("direction", direction, "expected 'in', 'out', 'sent' or 'received'")
+        t = self._now(now)
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.messages += 1
+        st.bytes += nbytes
+        st.last_event = t
+
+    def record_error(
+        self, connection_id: str, connection_type: ConnectionType | str, kind: str = "error", now: float | None = None
+    ) -> None:
+        """One failed operation (timeout, error reply, lost request...); ``kind`` is kept for logs only."""
+        t = self._now(now)
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.errors += 1
+        st.errors_w.add(t)
+        st.last_event = t
+
+    def record_reconnect(
+        self, connection_id: str, connection_type: ConnectionType | str, now: float | None = None
+    ) -> None:
+        t = self._now(now)
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.reconnects += 1
+        st.reconnects_w.add(t)
+        st.last_event = t
+
+    def record_strategy_outcome(
+        self, strategy: LoadBalancingStrategy | str, ok: bool, latency_ms: float | None, now: float | None = None
+    ) -> None:
+        """The outcome of one request routed by ``strategy``: feeds :meth:`get_optimization_insights`."""
+        name = strategy.value if isinstance(strategy, LoadBalancingStrategy) else str(strategy)
+        self._strategies.record(name, ok, latency_ms, self._now(now))
+
+    def forget_connection(self, connection_id: str) -> None:
+        """Drop what is kept about a connection (its history stays until retention removes it)."""
+        self._conns.pop(connection_id, None)
+        self._open_episodes.discard((connection_id, "stale"))
+        for key in [k for k in self._detectors if k[0] == connection_id]:
+            del self._detectors[key]
+
+    # -- aggregation ------------------------------------------------------------------------------------------
+    def update_performance_metrics(self, now: float) -> list[PerformanceMetrics]:
+        """Close the interval ending at ``now``: one record per connection with activity or in the store and
+        one per connection type. Returns the new records (also kept, and queued for :meth:`detect_anomalies`)."""
+        start = self._last_update if self._last_update is not None else self._first_event
+        period = max(now - start, 1e-9) if start is not None else 0.0
+        if self._last_update is not None and now > self._last_update:
+            self._interval_s = now - self._last_update
+        self._last_update = now
+        records = {r.connection_id: r for r in self.store.all()} if self.store is not None else {}
+        per_type: dict[ConnectionType, list[tuple[_ConnStats, PerformanceMetrics]]] = {}
+        new: list[PerformanceMetrics] = []
+        for cid, st in list(self._conns.items()):
+            rec = records.get(cid)
+            active = st.hist.count + st.errors + st.messages + st.reconnects > 0
+            if not active and self.store is not None and rec is None:
+                self.forget_connection(cid)  # removed from the store and quiet
+                continue
+            if not active and self.store is None and now - st.last_event > self.connection_retention_s:
+                self.forget_connection(cid)
+                continue
+            m = self._metrics(now, period, st.connection_type, cid, [st], 1, int(self._is_active(rec)))
+            if m.samples:
+                st.baseline.update(m.p50_latency_ms, now)
+            per_type.setdefault(st.connection_type, []).append((st, m))
+            new.append(m)
+            self._conn_history.setdefault(cid, deque(maxlen=self.max_connection_records)).append(m)
+        types = set(per_type) | {r.connection_type for r in records.values()}
+        for ctype in sorted(types, key=lambda t: t.value):
+            group = per_type.get(ctype, [])
+            in_store = [r for r in records.values() if r.connection_type is ctype]
+            n_conn = len(in_store) if self.store is not None else len(group)
+            n_active = sum(1 for r in in_store if self._is_active(r)) if self.store is not None else len(group)
+            m = self._metrics(now, period, ctype, None, [s for s, _ in group], n_conn, n_active)
+            new.append(m)
+            self._type_history.setdefault(ctype, deque(maxlen=self.max_records)).append(m)
+        for st in self._conns.values():
+            st.hist.clear()
+            st.errors = st.messages = st.bytes = st.reconnects = 0
+        self._prune(now)
+        self._pending.extend(new)
+        return new
+
+    @staticmethod
+    def _is_active(rec: ConnectionRecord | None) -> bool:
+        return rec is None or rec.state is ConnectionState.CONNECTED
+
+    def _metrics(
+        self,
+        now: float,
+        period: float,
+        ctype: ConnectionType,
+        cid: str | None,
+        stats: list[_ConnStats],
+        n_conn: int,
+        n_active: int,
+    ) -> PerformanceMetrics:
+        if len(stats) == 1:
+            hist = stats[0].hist
+        else:
+            hist = LatencyHistogram(0.01)
+            for s in stats:
+                if s.hist.count:
+                    hist.merge(s.hist)
+        errors = sum(s.errors for s in stats)
+        messages = sum(s.messages for s in stats)
+        ops = hist.count if hist.count else messages
+        p50, p95, p99 = hist.percentiles([50, 95, 99])
+        return PerformanceMetrics(
+            time=now,
+            period_s=period,
+            connection_type=ctype,
+            connection_id=cid,
+            samples=hist.count,
+            avg_latency_ms=hist.mean,
+            p50_latency_ms=p50,
+            p95_latency_ms=p95,
+            p99_latency_ms=p99,
+            max_latency_ms=hist.max if hist.count else math.nan,
+            errors=errors,
+            error_rate=errors / (errors + ops) if errors + ops else 0.0,
+            messages=messages,
+            message_throughput=messages / period if period > 0 else 0.0,
+            bytes=sum(s.bytes for s in stats),
+            reconnects=sum(s.reconnects for s in stats),
+            connections=n_conn,
+            active_connections=n_active,
+        )
+
+    def _prune(self, now: float) -> None:
+        for hist in self._type_history.values():
+            while hist and hist[0].time < now - self.retention_s:
+                hist.popleft()
+        for cid in list(self._conn_history):
+            h = self._conn_history[cid]
+            while h and h[0].time < now - self.connection_retention_s:
+                h.popleft()
+            if not h:
+                del self._conn_history[cid]
+        while self._anomalies and self._anomalies[0].time < now - self.retention_s:
+            self._anomalies.popleft()
+
+    async def _update_performance_metrics(self) -> list[PerformanceMetrics]:
+        """Periodic aggregation (the seed's name): :meth:`update_performance_metrics` at the clock's now."""
+        return self.update_performance_metrics(self._now())
+
+    # -- anomalies --------------------------------------------------------------------------------------------
+    def add_anomaly_listener(self, callback: Callable[[Anomaly], None]) -> None:
+        """Call ``callback(anomaly)`` for each new anomaly (the alert manager subscribes here). A callback that
+        raises is logged and does not stop detection."""
+        self._listeners.append(callback)
+
+    def _make_detectors(self, subject: str, metric: str, cid: str | None, ctype: ConnectionType) -> list[Detector]:
+        common: dict[str, Any] = {
+            "connection_id": cid,
+            "connection_type": ctype.value,
+            "subject": subject,
+            "warmup": self.detector_warmup,
+        }
+        w = self.detector_window
+        if metric == "latency":
+            lat = dict(common, metric="p95 latency", unit="ms", min_abs_delta=1.0, min_rel_delta=0.5)
+            return [
+                RobustZScore(up=AnomalyType.LATENCY_SPIKE, window=w, **lat),
+                EwmaControlChart(up=AnomalyType.PERFORMANCE_DEGRADATION, **dict(lat, min_rel_delta=0.2)),
+                Cusum(up=AnomalyType.LEVEL_SHIFT, **dict(lat, min_rel_delta=0.2)),
+            ]
+        if metric == "error_rate":
+            return [
+                RobustZScore(
+                    up=AnomalyType.ERROR_BURST,
+                    window=w,
+                    min_scale=0.005,
+                    min_abs_delta=0.02,
+                    metric="error rate",
+                    **dict(common, warmup=3),
+                )
+            ]
+        if metric == "reconnects":
+            return [
+                RobustZScore(
+                    up=AnomalyType.RECONNECT_STORM,
+                    window=w,
+                    min_scale=0.5,
+                    min_abs_delta=3.0,
+                    metric="reconnects per interval",
+                    **dict(common, warmup=3),
+                )
+            ]
+        if metric == "throughput":
+            thr = dict(common, metric="message throughput", unit="msg/s", min_rel_delta=0.5)
+            return [
+                RobustZScore(up=None, down=AnomalyType.THROUGHPUT_DROP, window=w, **thr),
+                Cusum(up=None, down=AnomalyType.THROUGHPUT_DROP, **dict(thr, min_rel_delta=0.3)),
+            ]
+        raise ValueError(metric)  # pragma: no cover - internal
+
+    def _feed(self, m: PerformanceMetrics, metric: str, value: float) -> list[Anomaly]:
+        subject_id = m.connection_id if m.connection_id is not None else f"type:{m.connection_type.value}"
+        key = (subject_id, metric)
+        dets = self._detectors.get(key)
+        if dets is None:
+            subject = (
+                f"connection {m.connection_id}"
+                if m.connection_id is not None
+                else f"{m.connection_type.value} connections"
+            )
+            dets = self._detectors[key] = self._make_detectors(subject, metric, m.connection_id, m.connection_type)
+        best: Anomaly | None = None
+        refractory = self.refractory_intervals * self._interval_s  # follows the actual aggregation interval
+        for d in dets:
+            d.refractory_s = (
+                refractory  # every detector sees every value; the series reports at most one anomaly per round
+            )
+            a = d.update(value, m.time)
+            if a is not None and (best is None or a.severity.rank > best.severity.rank):
+                best = a
+        return [best] if best is not None else []
+
+    def detect_anomalies(self, now: float) -> list[Anomaly]:
+        """Feed the records made since the last call to the detectors; check staleness and forecasts.
+
+        Returns the new anomalies (also kept for ``retention_s`` and passed to the listeners)."""
+        found: list[Anomaly] = []
+        pending, self._pending = self._pending, []
+        for m in pending:
+            if m.samples:
+                found += self._feed(m, "latency", m.p95_latency_ms)
+            if m.samples or m.messages or m.errors:
+                found += self._feed(m, "error_rate", m.error_rate)
+            found += self._feed(m, "reconnects", float(m.reconnects))
+            if m.connection_id is None and m.period_s > 0:
+                found += self._feed(m, "throughput", m.message_throughput)
+        found += self._check_stale(now)
+        found += self._check_predictions(now)
+        for a in found:
+            self._anomalies.append(a)
+            for cb in self._listeners:
+                try:
+                    cb(a)
+                except Exception:
+                    logger.exception("anomaly listener %r failed", cb)
+        return found
+
+    async def _detect_anomalies(self) -> list[Anomaly]:
+        """Periodic detection (the seed's name): :meth:`detect_anomalies` at the clock's now."""
+        return self.detect_anomalies(self._now())
+
+    def _episode(self, key: tuple[str, str], active: bool) -> bool:
+        """True when an episode starts (active now, not before); closes it when inactive."""
+        if active and key not in self._open_episodes:
+            self._open_episodes.add(key)
+            return True
+        if not active:
+            self._open_episodes.discard(key)
+        return False
+
+    def _stale_after(self, rec: ConnectionRecord) -> float:
+        """The store's own limit when it has one (``stale_after(record)``), else 3 x the heartbeat interval."""
+        limit = getattr(self.store, "stale_after", None)
+        if callable(limit):
+            return float(limit(rec))
+        if rec.config is not None:
+            return 3.0 * rec.config.heartbeat_interval_seconds
+        return self.stale_after_s
+
+    def _check_stale(self, now: float) -> list[Anomaly]:
+        if self.store is None:
+            return []
+        out = []
+        records = self.store.all()
+        for rec in records:
+            limit = self._stale_after(rec)
+            silent = now - self._last_activity(rec)
+            is_stale = rec.state is ConnectionState.CONNECTED and silent > limit
+            if self._episode((rec.connection_id, "stale"), is_stale):
+                out.append(
+                    Anomaly(
+                        anomaly_type=AnomalyType.STALE_CONNECTION,
+                        severity=Severity.HIGH if silent > 2 * limit else Severity.MEDIUM,
+                        description=(
+                            f"Connection {rec.connection_id} says it is connected but nothing has arrived for "
+                            f"{silent:.0f} s (limit {limit:.0f} s): it may be half-open."
+                        ),
+                        time=now,
+                        value=silent,
+                        expected=limit,
+                        score=silent / limit,
+                        method="threshold",
+                        metric="seconds since last activity",
+                        connection_id=rec.connection_id,
+                        connection_type=rec.connection_type.value,
+                    )
+                )
+        ids = {rec.connection_id for rec in records}
+        self._open_episodes = {k for k in self._open_episodes if k[1] != "stale" or k[0] in ids}
+        return out
+
+    def _check_predictions(self, now: float) -> list[Anomaly]:
+        out = []
+        for p in self.get_predictions(now):
+            key = (f"type:{p.connection_type.value if p.connection_type else '*'}", f"forecast:{p.metric}")
+            if self._episode(key, p.warning):
+                out.append(
+                    Anomaly(
+                        anomaly_type=AnomalyType.CAPACITY_WARNING,
+                        severity=Severity.HIGH if (p.eta_s or 0.0) < self.prediction_horizon_s / 3 else Severity.MEDIUM,
+                        description=p.description,
+                        time=now,
+                        value=p.current,
+                        expected=p.threshold if p.threshold is not None else math.nan,
+                        score=p.eta_s if p.eta_s is not None else math.nan,
+                        method="linear_trend",
+                        metric=p.metric,
+                        connection_type=p.connection_type.value if p.connection_type else None,
+                        details={"eta_s": p.eta_s, "slope_per_s": p.slope_per_s, "r2": p.r2},
+                    )
+                )
+        return out
+
+    def get_anomalies(
+        self, severity: Severity | str | None = "high", hours: float = 1.0, now: float | None = None
+    ) -> list[Anomaly]:
+        """Anomalies of the last ``hours`` whose severity is AT LEAST ``severity`` (None: all), oldest first."""
+        t = self._now(now)
+        floor = Severity.parse(severity).rank if severity is not None else -1
+        since = t - hours * 3600.0
+        return [a for a in self._anomalies if a.time >= since and a.severity.rank >= floor]
+
+    # -- queries ----------------------------------------------------------------------------------------------
+    def get_performance_metrics(
+        self, connection_type: ConnectionType | str | None = None, hours: float = 24.0, now: float | None = None
+    ) -> list[PerformanceMetrics]:
+        """Per-type records of the last ``hours`` (all types when None), oldest first."""
+        t = self._now(now)
+        since = t - hours * 3600.0
+        types = list(self._type_history) if connection_type is None else [_coerce_type(connection_type)]
+        out = [m for ct in types for m in self._type_history.get(ct, ()) if m.time >= since]
+        out.sort(key=lambda m: m.time)
+        return out
+
+    def get_connection_metrics(
+        self, connection_id: str, hours: float = 1.0, now: float | None = None
+    ) -> list[PerformanceMetrics]:
+        """Per-connection records of the last ``hours`` (kept for ``connection_retention_s``)."""
+        since = self._now(now) - hours * 3600.0
+        return [m for m in self._conn_history.get(connection_id, ()) if m.time >= since]
+
+    def _last_activity(self, rec: ConnectionRecord | None, st: _ConnStats | None = None) -> float:
+        if st is None and rec is not None:
+            st = self._conns.get(rec.connection_id)
+        a = rec.last_activity if rec is not None else -math.inf
+        b = st.last_event if st is not None else -math.inf
+        return max(a, b)
+
+    def health_inputs(self, connection_id: str, now: float | None = None) -> HealthInputs:
+        """The inputs of the health formula for one connection (UnknownConnectionError if neither the store
+        nor the analytics knows it)."""
+        t = self._now(now)
+        rec = self.store.get(connection_id) if self.store is not None else None
+        st = self._conns.get(connection_id)
+        if rec is None and st is None:
+            raise UnknownConnectionError(connection_id)
+        ctype = rec.connection_type if rec is not None else st.connection_type  # type: ignore[union-attr]
+        latency = st.lat_ewma if st is not None else (rec.latency_ewma_ms if rec is not None else math.nan)
+        baseline = st.baseline.value if st is not None else math.nan
+        own = st.lat_ewma if st is not None else math.nan
+        peer = self._peer_median(ctype, own, t)
+        if st is not None:
+            errors = st.errors_w.total(t)
+            ops = st.ops_w.total(t)
+            error_rate = errors / (errors + ops) if errors + ops else 0.0
+            reconnects = int(st.reconnects_w.total(t))
+        else:
+            assert rec is not None
+            done = rec.requests_ok + rec.requests_failed
+            error_rate = rec.requests_failed / done if done else 0.0
+            reconnects = 0
+        last = self._last_activity(rec, st)
+        return HealthInputs(
+            latency_ms=latency,
+            baseline_latency_ms=baseline,
+            peer_latency_ms=peer,
+            error_rate=error_rate,
+            staleness_s=max(0.0, t - last) if math.isfinite(last) else 0.0,
+            stale_after_s=self._stale_after(rec) if rec is not None else self.stale_after_s,
+            reconnects=reconnects,
+            state=rec.state if rec is not None else ConnectionState.CONNECTED,
+        )
+
+    def _peer_median(self, ctype: ConnectionType, own: float, now: float) -> float | None:
+        """Median latency EWMA of the other connections of ``ctype``. The sorted list is cached for
+        ``peer_cache_s`` so scoring every connection of a type costs O(n log n) per refresh, not O(n^2)."""
+        cached = self._peer_cache.get(ctype)
+        if cached is None or abs(now - cached[0]) > self.peer_cache_s:
+            values = sorted(
+                s.lat_ewma for s in self._conns.values() if s.connection_type is ctype and s.lat_ewma == s.lat_ewma
+            )
+            cached = self._peer_cache[ctype] = (now, values)
+        values = cached[1]
+        skip = -1
+        if own == own:  # exclude this connection's own value (one occurrence) when it is in the list
+            i = bisect.bisect_left(values, own)
+            if i < len(values) and values[i] == own:
+                skip = i
+        n = len(values) - (1 if skip >= 0 else 0)
+        if n <= 0:
+            return None
+
+        def at(j: int) -> float:
+            return values[j + 1] if 0 <= skip <= j else values[j]
+
+        return at(n // 2) if n % 2 else 0.5 * (at(n // 2 - 1) + at(n // 2))
+
+    def get_connection_health_score(self, connection_id: str, now: float | None = None) -> float:
+        """0-100 by the formula of :mod:`wsfinal.health` (100 = healthy)."""
+        return health_score(self.health_inputs(connection_id, now))
+
+    def health_scorer(self, record: ConnectionRecord, now: float) -> float:
+        """``balancer.health_scorer``: the score of a store record at ``now``."""
+        return self.get_connection_health_score(record.connection_id, now)
+
+    # -- predictions and insights -----------------------------------------------------------------------------
+    def _capacity(self, ctype: ConnectionType) -> float | None:
+        cap = self.throughput_capacity
+        if isinstance(cap, dict):
+            return cap.get(ctype)
+        return cap
+
+    def get_predictions(self, now: float | None = None) -> list[Prediction]:
+        """Least-squares trend of each type's p95 latency and message throughput over the last
+        ``prediction_window_s``; ``warning`` is set when the line reaches its threshold (``latency_threshold_ms``,
+        ``throughput_capacity``) within ``prediction_horizon_s`` while it is still below it."""
+        t = self._now(now)
+        out: list[Prediction] = []
+        for ctype, hist in self._type_history.items():
+            recent = [m for m in hist if m.time >= t - self.prediction_window_s]
+            lat = [(m.time, m.p95_latency_ms) for m in recent if m.samples]
+            thr = [(m.time, m.message_throughput) for m in recent if m.period_s > 0]
+            for metric, series, threshold, unit in (
+                ("p95 latency", lat, self.latency_threshold_ms, "ms"),
+                ("message throughput", thr, self._capacity(ctype), "msg/s"),
+            ):
+                p = forecast(metric, ctype, series, threshold, unit, t, self.prediction_horizon_s)
+                if p is not None:
+                    out.append(p)
+        return out
+
+    def get_optimization_insights(self, now: float | None = None) -> dict[str, Any]:
+        """Which strategy served best over the recent window, with the numbers (see :func:`rank_strategies`)."""
+        t = self._now(now)
+        return rank_strategies(self._strategies.summary(t), self.insight_min_samples, self._strategies.window_s)
+
+    # -- shell ------------------------------------------------------------------------------------------------
+    async def run(self, interval_s: float = 60.0) -> None:
+        """Aggregate and detect every ``interval_s`` until cancelled; a failing round is logged, not fatal."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self._update_performance_metrics()
+                await self._detect_anomalies()
+            except Exception:
+                logger.exception("analytics round failed")
+
+    def connections(self) -> Iterable[str]:
+        return list(self._conns)

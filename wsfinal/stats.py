@@ -1,0 +1,546 @@
+"""Streaming statistics: a log-bucketed latency histogram, EWMAs, sliding-window counters and a trend fit.
+
+Everything here is pure: no clock reads, no threads, no I/O. Time is a parameter (``now``, seconds on the event
+loop's clock) and each object keeps bounded memory however many samples it is fed. The analytics, the balancer and
+the simulator record latencies here on their hot paths, so :meth:`LatencyHistogram.record` does a logarithm, an
+integer conversion and a list increment, nothing more.
+
+Histogram error bound
+---------------------
+:class:`LatencyHistogram` is the DDSketch / HdrHistogram idea: bucket ``i`` holds the values in
+``[lowest * gamma**(i-1), lowest * gamma**i)`` with ``gamma = (1 + alpha) / (1 - alpha)``, and a percentile is
+answered with the bucket's representative ``2 * lowest * gamma**i / (gamma + 1)``. Every value in the bucket
+lies within a relative error ``alpha`` of it, so the reported ``q``-th percentile ``p`` satisfies
+``|p - x| <= alpha * x``, where ``x`` is the sample of rank ``floor(q / 100 * (n - 1))`` in sorted order
+(numpy's ``method="lower"``), for all values in ``[lowest, highest]``. Values below ``lowest`` are counted in a
+zero bucket (reported as ``0`` or the exact minimum; absolute error at most ``lowest``), values above ``highest``
+in an overflow bucket (reported as the exact maximum seen). Every estimate is clamped to ``[min, max]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "Ewma",
+    "HoltTrend",
+    "LatencyHistogram",
+    "PeakEwma",
+    "SlidingWindowCounter",
+    "SlidingWindowHistogram",
+    "TrendFit",
+    "linear_trend",
+]
+
+_log = math.log
+_exp = math.exp
+
+
+class LatencyHistogram:
+    """Log-bucketed histogram with relative error ``alpha`` (default 1 %), bounded memory, mergeable.
+
+    ``record(value)`` costs O(1); ``percentile(q)`` walks the occupied bucket range once (no sorting).
+    Memory is one list of ``ceil(log(highest / lowest) / log(gamma)) + 2`` counters, whatever the sample count:
+    about 1,040 counters for the defaults (1 microsecond to 1,000 seconds, in milliseconds, at 1 %).
+    Two histograms merge only when built with the same ``alpha``, ``lowest`` and ``highest``.
+    """
+
+    __slots__ = (
+        "_counts",
+        "_gamma",
+        "_inv_log_gamma",
+        "_log_gamma",
+        "_nbuckets",
+        "_offset",
+        "_top",
+        "alpha",
+        "count",
+        "highest",
+        "lowest",
+        "max",
+        "min",
+        "total",
+    )
+
+    def __init__(self, alpha: float = 0.01, *, lowest: float = 1e-3, highest: float = 1e6) -> None:
+        if not (0.0 < alpha < 0.5):
+            raise ConfigurationError("alpha", alpha, "relative error must be in (0, 0.5)")
+        if not (lowest > 0.0 and math.isfinite(lowest)):
+            raise ConfigurationError("lowest", lowest, "must be a finite number > 0")
+        if not (highest > lowest and math.isfinite(highest)):
+            raise ConfigurationError("highest", highest, f"must be finite and > lowest ({lowest})")
+        self.alpha = alpha
+        self.lowest = lowest
+        self.highest = highest
+        self._gamma = (1.0 + alpha) / (1.0 - alpha)
+        self._log_gamma = math.log(self._gamma)
+        self._inv_log_gamma = 1.0 / self._log_gamma
+        # Bucket i >= 1 holds [lowest * gamma**(i-1), lowest * gamma**i); index 0 holds [0, lowest].
+        # For v > lowest the index is int(log(v) / log(gamma) - offset) with offset = log(lowest)/log(gamma) - 1:
+        # the argument is > 1, so int() truncation is floor and the hot path needs no math.floor call.
+        self._offset = math.log(lowest) * self._inv_log_gamma - 1.0
+        self._top = int(math.log(highest) * self._inv_log_gamma - self._offset) + 1
+        self._nbuckets = self._top + 1
+        self._counts: list[int] = [0] * self._nbuckets
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    # -- recording (hot path) -------------------------------------------------------------------------------
+    def record(self, value: float) -> None:
+        """Count one sample (``value >= 0``; a negative or NaN value raises ``ValueError``)."""
+        if value > self.lowest:
+            i = int(_log(value) * self._inv_log_gamma - self._offset)
+            if i > self._top:
+                i = self._top
+            self._counts[i] += 1
+        elif value >= 0.0:
+            self._counts[0] += 1
+        else:
+            raise ValueError(f"LatencyHistogram.record: value must be >= 0, got {value!r}")
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
+    def record_many(self, values: Iterable[float]) -> None:
+        """Count every value of an iterable (or a numpy array: vectorised when numpy is given one)."""
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            np = None  # type: ignore[assignment]
+        if np is not None and isinstance(values, np.ndarray):
+            arr = np.asarray(values, dtype=float).ravel()
+            if arr.size == 0:
+                return
+            if not np.all(arr >= 0.0):
+                bad = arr[~(arr >= 0.0)][0]
+                raise ValueError(f"LatencyHistogram.record_many: values must be >= 0, got {bad!r}")
+            idx = np.zeros(arr.size, dtype=np.int64)
+            pos = arr > self.lowest
+            idx[pos] = (np.log(arr[pos]) * self._inv_log_gamma - self._offset).astype(np.int64)
+            np.minimum(idx, self._top, out=idx)
+            counts = np.bincount(idx, minlength=self._nbuckets)
+            for i in np.flatnonzero(counts):
+                self._counts[int(i)] += int(counts[i])
+            self.count += int(arr.size)
+            self.total += float(arr.sum())
+            self.min = min(self.min, float(arr.min()))
+            self.max = max(self.max, float(arr.max()))
+            return
+        for v in values:
+            self.record(v)
+
+    # -- queries --------------------------------------------------------------------------------------------
+    @property
+    def mean(self) -> float:
+        """Exact mean of the recorded values (NaN when empty)."""
+        return self.total / self.count if self.count else math.nan
+
+    def _index(self, value: float) -> int:
+        if value > self.lowest:
+            return min(int(_log(value) * self._inv_log_gamma - self._offset), self._top)
+        return 0
+
+    def _occupied(self) -> range:
+        """Bucket indices that can hold counts: from min's bucket to max's, one more each side because
+        numpy's log (``record_many``) may round differently from ``math.log`` at a bucket edge."""
+        if not self.count:
+            return range(0)
+        return range(max(self._index(self.min) - 1, 0), min(self._index(self.max) + 1, self._top) + 1)
+
+    def _value_of(self, i: int) -> float:
+        if i == 0:
+            return 0.0
+        return 2.0 * self.lowest * self._gamma**i / (self._gamma + 1.0)
+
+    def percentiles(self, qs: Sequence[float]) -> list[float]:
+        """Several percentiles (each ``0 <= q <= 100``) in one pass; NaN for each when empty.
+
+        The estimate for ``q`` is within ``alpha`` (relative) of the sample of rank ``floor(q/100 * (n-1))``.
+        """
+        for q in qs:
+            if not (0.0 <= q <= 100.0):
+                raise ValueError(f"percentile must be in [0, 100], got {q!r}")
+        if self.count == 0:
+            return [math.nan for _ in qs]
+        nq = len(qs)
+        order = sorted(range(nq), key=qs.__getitem__)
+        n1 = self.count - 1
+        ranks = [math.floor(qs[j] / 100.0 * n1) for j in order]
+        out = [math.nan] * nq
+        if nq == 0:
+            return out
+        lo, hi = self.min, self.max
+        top = self._top
+        counts = self._counts
+        k = 0
+        target = ranks[0]
+        seen = 0
+        for i in self._occupied():
+            c = counts[i]
+            if c:
+                seen += c
+                while target < seen:
+                    v = self._value_of(i) if i < top else hi
+                    out[order[k]] = lo if v < lo else hi if v > hi else v
+                    k += 1
+                    if k == nq:
+                        return out
+                    target = ranks[k]
+        return out
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (``0 <= q <= 100``) within relative error ``alpha``; NaN when empty."""
+        return self.percentiles([q])[0]
+
+    def buckets(self) -> list[tuple[float, float, int]]:
+        """Occupied buckets as ``(low, high, count)``, for plots and reports."""
+        out: list[tuple[float, float, int]] = []
+        for i, c in enumerate(self._counts):
+            if not c:
+                continue
+            if i == 0:
+                out.append((0.0, self.lowest, c))
+            else:
+                out.append((self.lowest * self._gamma ** (i - 1), self.lowest * self._gamma**i, c))
+        return out
+
+    # -- combining ------------------------------------------------------------------------------------------
+    def compatible(self, other: LatencyHistogram) -> bool:
+        return (self.alpha, self.lowest, self.highest) == (other.alpha, other.lowest, other.highest)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s counts into this histogram (both must share alpha, lowest and highest)."""
+        if not self.compatible(other):
+            raise ConfigurationError(
+                "histogram",
+                (other.alpha, other.lowest, other.highest),
+                f"cannot merge: expected alpha/lowest/highest {(self.alpha, self.lowest, self.highest)}",
+            )
+        mine = self._counts
+        theirs = other._counts
+        for i in other._occupied():
+            c = theirs[i]
+            if c:
+                mine[i] += c
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def copy(self) -> LatencyHistogram:
+        h = LatencyHistogram(self.alpha, lowest=self.lowest, highest=self.highest)
+        h.merge(self)
+        return h
+
+    def clear(self) -> None:
+        """Forget every sample, keeping the bucket list (cheap: reuse one histogram per interval)."""
+        self._counts[:] = [0] * self._nbuckets
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def counts_equal(self, other: LatencyHistogram) -> bool:
+        """True when both hold exactly the same bucket counts (and configuration)."""
+        return self.compatible(other) and self._counts == other._counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form (sparse counts); :meth:`from_dict` rebuilds it exactly."""
+        return {
+            "alpha": self.alpha,
+            "lowest": self.lowest,
+            "highest": self.highest,
+            "count": self.count,
+            "total": self.total,
+            "min": self.min if self.count else None,
+            "max": self.max if self.count else None,
+            "counts": {str(i): c for i, c in enumerate(self._counts) if c},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyHistogram:
+        h = cls(float(data["alpha"]), lowest=float(data["lowest"]), highest=float(data["highest"]))
+        for key, c in data.get("counts", {}).items():
+            i = int(key)
+            if not 0 <= i < h._nbuckets:
+                raise ConfigurationError(f"counts.{key}", c, f"bucket index out of range 0..{h._nbuckets - 1}")
+            h._counts[i] = int(c)
+        h.count = int(data["count"])
+        h.total = float(data["total"])
+        h.min = math.inf if data.get("min") is None else float(data["min"])
+        h.max = -math.inf if data.get("max") is None else float(data["max"])
+        return h
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram(alpha={self.alpha}, count={self.count}, buckets={self._nbuckets})"
+
+
+class Ewma:
+    """Time-weighted exponentially weighted moving average: a sample ``dt`` seconds after the previous one
+    weighs ``1 - exp(-dt / tau_s)``. NaN until the first sample. Feed samples in time order (a sample older than
+    the last one gets no weight)."""
+
+    __slots__ = ("_inv_tau", "stamp", "tau_s", "value")
+
+    def __init__(self, tau_s: float = 10.0) -> None:
+        if not tau_s > 0.0:
+            raise ConfigurationError("tau_s", tau_s, "must be > 0")
+        self.tau_s = tau_s
+        self._inv_tau = 1.0 / tau_s
+        self.value = math.nan
+        self.stamp = 0.0
+
+    def update(self, sample: float, now: float) -> float:
+        """Fold in one sample taken at ``now``; returns the new average."""
+        v = self.value
+        if v != v:  # NaN: first sample
+            self.value = sample
+            self.stamp = now
+        else:
+            dt = now - self.stamp
+            if dt > 0.0:
+                w = _exp(-dt * self._inv_tau)
+                self.value = v * w + sample * (1.0 - w)
+                self.stamp = now
+        return self.value
+
+
+class PeakEwma:
+    """Finagle's peak-EWMA: jumps to any sample above the current value at once, decays towards lower samples
+    with time constant ``tau_s``. Use it as a pessimistic latency estimate for load balancing."""
+
+    __slots__ = ("stamp", "tau_s", "value")
+
+    def __init__(self, tau_s: float = 10.0) -> None:
+        if not tau_s > 0.0:
+            raise ConfigurationError("tau_s", tau_s, "must be > 0")
+        self.tau_s = tau_s
+        self.value = math.nan
+        self.stamp = 0.0
+
+    def update(self, sample: float, now: float) -> float:
+        if self.value != self.value or sample > self.value:
+            self.value = sample
+        else:
+            dt = max(now - self.stamp, 0.0)
+            w = math.exp(-dt / self.tau_s)
+            self.value = self.value * w + sample * (1.0 - w)
+        self.stamp = max(self.stamp, now)
+        return self.value
+
+
+class SlidingWindowCounter:
+    """Counts events over the last ``window_s`` seconds in ``buckets`` time slots (a ring buffer).
+
+    ``add(now, n)`` is O(1) amortised; ``total(now)`` and ``rate(now)`` are O(buckets). Resolution is one slot
+    (``window_s / buckets`` seconds): the window is the slot holding ``now`` and the ``buckets - 1`` slots before
+    it, so it reaches back between ``window_s - slot`` and ``window_s`` seconds. Events stamped earlier
+    than the newest slot minus the window are ignored; memory is ``buckets`` numbers.
+    """
+
+    __slots__ = ("_counts", "_head", "_inv_slot", "_nb", "_slot_s", "first", "window_s")
+
+    def __init__(self, window_s: float = 60.0, buckets: int = 60) -> None:
+        if not window_s > 0.0:
+            raise ConfigurationError("window_s", window_s, "must be > 0")
+        if buckets < 1:
+            raise ConfigurationError("buckets", buckets, "must be >= 1")
+        self.window_s = window_s
+        self._nb = buckets
+        self._slot_s = window_s / buckets
+        self._inv_slot = 1.0 / self._slot_s
+        self._counts: list[float] = [0.0] * buckets
+        self._head: int | None = None  # absolute slot number of the newest slot
+        self.first: float | None = None
+
+    def _advance(self, now: float) -> int:
+        slot = math.floor(now * self._inv_slot)
+        head = self._head
+        if head is None:
+            self._head = slot
+        elif slot > head:
+            gap = slot - head
+            if gap >= self._nb:
+                self._counts[:] = [0.0] * self._nb
+            else:
+                for s in range(head + 1, slot + 1):
+                    self._counts[s % self._nb] = 0.0
+            self._head = slot
+        return slot
+
+    def add(self, now: float, n: float = 1.0) -> None:
+        """Count ``n`` events at time ``now``."""
+        if now >= 0.0:
+            slot = int(now * self._inv_slot)
+            if slot == self._head:  # fast path: same slot as the previous event
+                self._counts[slot % self._nb] += n
+                return
+        slot = self._advance(now)
+        assert self._head is not None
+        if slot <= self._head - self._nb:
+            return  # older than the window
+        self._counts[slot % self._nb] += n
+        if self.first is None or now < self.first:
+            self.first = now
+
+    def total(self, now: float) -> float:
+        """Events in the window ending at ``now``."""
+        if self._head is None:
+            return 0.0
+        self._advance(now)
+        return sum(self._counts)
+
+    def rate(self, now: float) -> float:
+        """Events per second over the window; while the counter is younger than the window, over its age
+        (at least one slot), so a fresh counter is not under-reported."""
+        if self._head is None or self.first is None:
+            return 0.0
+        span = min(self.window_s, max(now - self.first, self._slot_s))
+        return self.total(now) / span
+
+
+class SlidingWindowHistogram:
+    """Latency histogram over the last ``window_s`` seconds: one :class:`LatencyHistogram` per time slot,
+    merged on query. Memory is ``slots`` histograms."""
+
+    __slots__ = ("_alpha", "_head", "_hists", "_nb", "_slot_s", "window_s")
+
+    def __init__(self, window_s: float = 900.0, slots: int = 15, alpha: float = 0.01) -> None:
+        if not window_s > 0.0:
+            raise ConfigurationError("window_s", window_s, "must be > 0")
+        if slots < 1:
+            raise ConfigurationError("slots", slots, "must be >= 1")
+        self.window_s = window_s
+        self._nb = slots
+        self._slot_s = window_s / slots
+        self._alpha = alpha
+        self._hists: list[LatencyHistogram | None] = [None] * slots
+        self._head: int | None = None
+
+    def _advance(self, now: float) -> int:
+        slot = math.floor(now / self._slot_s)
+        if self._head is None:
+            self._head = slot
+        elif slot > self._head:
+            for s in range(self._head + 1, min(slot, self._head + self._nb) + 1):
+                h = self._hists[s % self._nb]
+                if h is not None:
+                    h.clear()
+            self._head = slot
+        return slot
+
+    def record(self, value: float, now: float) -> None:
+        slot = self._advance(now)
+        assert self._head is not None
+        if slot <= self._head - self._nb:
+            return
+        h = self._hists[slot % self._nb]
+        if h is None:
+            h = self._hists[slot % self._nb] = LatencyHistogram(self._alpha)
+        h.record(value)
+
+    def merged(self, now: float) -> LatencyHistogram:
+        """One histogram of every sample still in the window at ``now``."""
+        out = LatencyHistogram(self._alpha)
+        if self._head is None:
+            return out
+        self._advance(now)
+        for h in self._hists:
+            if h is not None and h.count:
+                out.merge(h)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrendFit:
+    """Least-squares line ``value = level + slope * (t - t_ref)``, fitted at ``t_ref`` (the last time)."""
+
+    level: float
+    slope: float
+    t_ref: float
+    r2: float
+    n: int
+
+    def at(self, t: float) -> float:
+        return self.level + self.slope * (t - self.t_ref)
+
+    def time_to(self, threshold: float) -> float | None:
+        """Seconds after ``t_ref`` until the line equals ``threshold``; None if it never does from here."""
+        gap = threshold - self.level
+        if gap == 0.0:
+            return 0.0
+        if self.slope == 0.0 or (gap > 0.0) != (self.slope > 0.0):
+            return None
+        return gap / self.slope
+
+
+def linear_trend(times: Sequence[float], values: Sequence[float]) -> TrendFit | None:
+    """Ordinary least squares over paired samples; None with fewer than 3 points or no time spread."""
+    n = len(times)
+    if n != len(values):
+        raise ValueError(f"linear_trend: {n} times but {len(values)} values")
+    if n < 3:
+        return None
+    mt = math.fsum(times) / n
+    mv = math.fsum(values) / n
+    sxx = math.fsum((t - mt) ** 2 for t in times)
+    if sxx <= 0.0:
+        return None
+    sxy = math.fsum((t - mt) * (v - mv) for t, v in zip(times, values))
+    syy = math.fsum((v - mv) ** 2 for v in values)
+    slope = sxy / sxx
+    t_ref = times[-1]
+    level = mv + slope * (t_ref - mt)
+    r2 = (sxy * sxy) / (sxx * syy) if syy > 0.0 else 1.0
+    return TrendFit(level=level, slope=slope, t_ref=t_ref, r2=r2, n=n)
+
+
+class HoltTrend:
+    """Holt's linear exponential smoothing (level + trend), for irregular sample times.
+
+    ``alpha`` smooths the level, ``beta`` the trend (per-second slope). ``forecast(t)`` extrapolates the line.
+    """
+
+    __slots__ = ("alpha", "beta", "level", "n", "slope", "stamp")
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.1) -> None:
+        for name, v in (("alpha", alpha), ("beta", beta)):
+            if not 0.0 < v <= 1.0:
+                raise ConfigurationError(name, v, "must be in (0, 1]")
+        self.alpha = alpha
+        self.beta = beta
+        self.level = math.nan
+        self.slope = 0.0
+        self.stamp = 0.0
+        self.n = 0
+
+    def update(self, value: float, now: float) -> None:
+        if self.n == 0:
+            self.level = value
+        else:
+            dt = now - self.stamp
+            if dt <= 0.0:
+                self.level = self.level + self.alpha * (value - self.level)
+                return
+            predicted = self.level + self.slope * dt
+            new_level = self.alpha * value + (1.0 - self.alpha) * predicted
+            self.slope = self.beta * (new_level - self.level) / dt + (1.0 - self.beta) * self.slope
+            self.level = new_level
+        self.stamp = now
+        self.n += 1
+
+    def forecast(self, t: float) -> float:
+        return self.level + self.slope * (t - self.stamp)
