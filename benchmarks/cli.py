@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.demo",
     "benchmarks.strategy_table",
+    "simulator.run_commands",
     "simulator.exchange_commands",
     "simulator.scenario_commands",
 )

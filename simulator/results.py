@@ -8,7 +8,9 @@ Files a run writes in its directory (schema :data:`SCHEMA_VERSION`, documented i
   ``connection`` and ``node`` (indexes into the name tables stored beside them), ``ctype``, ``outcome``
   (index into :data:`OUTCOMES`), ``code`` (exchange error code or 0);
 - ``requests.csv``: the same rows for spreadsheets;
-- ``events.jsonl``: faults applied, connection state changes, alerts and notifications, balancer ejections.
+- ``events.jsonl``: faults applied, connection state changes, alerts and notifications, balancer ejections;
+- ``series.npz``: per-connection samples each :data:`SAMPLE_INTERVAL_S` (health score, state, outstanding);
+- ``timing.json``: wall-clock figures of the run on this machine (not part of the deterministic data).
 
 Reports and gates read only these files, so a report can be rebuilt without re-running.
 """
@@ -32,6 +34,8 @@ SCHEMA_VERSION = 1
 OUTCOMES: tuple[str, ...] = ("acknowledged", "rejected", "timed_out", "connection_lost", "not_sent", "no_connection")
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+#: Connection states in the order ``series["state"]`` indexes them.
+STATES: tuple[str, ...] = ("disconnected", "connecting", "connected", "reconnecting", "failed", "closed")
 
 
 class RequestRecorder:
@@ -205,6 +209,9 @@ class RunResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: Wall-clock figures of this run on this machine (timing.json): never part of the deterministic summary.
     timing: dict[str, float] = field(default_factory=dict)
+    #: Per-connection samples over time (series.npz): ``time`` (n,), ``connections`` (names, k), and (n, k)
+    #: arrays ``health``, ``state`` (index into :data:`STATES`) and ``outstanding``.
+    series: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -250,6 +257,8 @@ class RunResult:
                 fh.write(json.dumps(event, sort_keys=True, default=_json_default) + "\n")
         if self.timing:
             (out / "timing.json").write_text(json.dumps(self.timing, indent=2, sort_keys=True))
+        if self.series:
+            np.savez_compressed(out / "series.npz", **self.series)
         return out
 
     @classmethod
@@ -278,7 +287,11 @@ class RunResult:
             events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
         timing_path = d / "timing.json"
         timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-        return cls(summary, table, events, timing)
+        series: dict[str, np.ndarray] = {}
+        if (d / "series.npz").exists():
+            with np.load(d / "series.npz") as data:
+                series = {name: data[name] for name in data.files}
+        return cls(summary, table, events, timing, series)
 
 
 def _json_default(obj: Any) -> Any:

@@ -38,6 +38,7 @@ from simulator.memory import MemoryNetwork, MemoryTransport
 from simulator.node import ExchangeNode
 from simulator.results import (
     SCHEMA_VERSION,
+    STATES,
     RequestRecorder,
     RequestTable,
     RunResult,
@@ -61,6 +62,8 @@ logger = logging.getLogger("simulator.runner")
 MODES = ("virtual", "live")
 #: Extra time after the last request's timeout before a run gives up draining.
 DRAIN_SLACK_S = 1.0
+#: Seconds of scenario time between samples of per-connection health, state and outstanding requests.
+SAMPLE_INTERVAL_S = 1.0
 #: Where virtual nodes listen (in-memory, nothing is bound): node i at port BASE_PORT + i.
 BASE_PORT = 7001
 
@@ -132,11 +135,43 @@ class _Run:
         self.drained: asyncio.Future[None] | None = None
         self.stopping = False
         self.seeds = seeds_for(opts.seed)
+        self.sample_times: list[float] = []
+        self.samples: list[list[tuple[float, int, int]]] = []
+        self.sampled_ids: list[str] = []
+
+    def sample(self, manager: WebSocketIntegrationManager) -> None:
+        """Record each connection's health score, state and outstanding requests now; again in a while."""
+        if self.stopping:
+            return
+        if not self.sampled_ids:
+            self.sampled_ids = [c.connection_id for c in manager.connections()]
+        row = []
+        for cid in self.sampled_ids:
+            record = manager.store.get(cid)
+            if record is None:
+                row.append((float("nan"), STATES.index("closed"), 0))
+                continue
+            row.append((manager._health_score(cid), STATES.index(record.state.value), record.outstanding))
+        self.sample_times.append(round(self.rel(self.loop.time()), 9))
+        self.samples.append(row)
+        self.loop.call_later(SAMPLE_INTERVAL_S, self.sample, manager)
+
+    def series(self) -> dict[str, np.ndarray]:
+        if not self.samples:
+            return {}
+        arr = np.array(self.samples, dtype=float)  # (n, k, 3)
+        return {
+            "time": np.array(self.sample_times),
+            "connections": np.array(self.sampled_ids, dtype=str),
+            "health": arr[:, :, 0],
+            "state": arr[:, :, 1].astype(np.int8),
+            "outstanding": arr[:, :, 2].astype(np.int32),
+        }
 
     def rel(self, t: float) -> float:
         return t - self.t0
 
-    def event(self, kind: str, source: str, time_s: float, **detail: Any) -> None:
+    def event(self, kind: str, source: str, time_s: float, /, **detail: Any) -> None:
         self.events.append({"time": round(time_s, 9), "kind": kind, "source": source, "detail": detail})
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -199,6 +234,7 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
         await manager.start()
         await _register_connections(manager, scenario, urls, transport, state)
         progress_bar = _progress(state, scenario.duration_s) if opts.progress else None
+        state.sample(manager)
         _start_workloads(manager, scenario, state)
         await asyncio.sleep(max(0.0, state.t0 + scenario.duration_s - state.loop.time()))
         state.stopping = True
@@ -228,7 +264,7 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
     table = RequestTable.from_recorder(state.recorder)
     summary = _summary(scenario, opts, state, table, manager, status, error, simulated)
     state.events.sort(key=lambda e: (e["time"], e["source"], e["kind"]))
-    return RunResult(summary, table, state.events)
+    return RunResult(summary, table, state.events, series=state.series())
 
 
 def _make_manager(

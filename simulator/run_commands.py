@@ -1,0 +1,52 @@
+"""``wsfinal run SCENARIO``: one run of a scenario, its result written to a directory and summarised."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from simulator.runner import MODES, describe, run
+from simulator.scenario import ScenarioError, load_scenario
+from wsfinal.config import LoadBalancingStrategy
+from wsfinal.exceptions import ConfigurationError
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        scenario = load_scenario(args.scenario)
+        strategy = LoadBalancingStrategy.parse(args.strategy) if args.strategy else None
+    except (ScenarioError, ConfigurationError, OSError) as exc:
+        print(f"wsfinal run: {exc}", file=sys.stderr)
+        return 2
+    result = run(scenario, strategy=strategy, seed=args.seed, mode=args.mode, progress=not args.quiet)
+    out = Path(args.out) / f"{scenario.name}-{result.summary['strategy']}-seed{result.summary['seed']}-{args.mode}"
+    result.save(out)
+    print(describe(result))
+    wall = result.timing.get("wall_time_s", 0.0)
+    print(f"simulated {result.summary['simulated_s']:.1f}s in {wall:.1f}s wall; result in {out}")
+    failed_expect = [e for e in result.summary.get("expect", []) if e["passed"] is False]
+    if not result.ok:
+        return 1
+    return 3 if failed_expect and args.check else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a scenario once and write its result",
+        description=(
+            "Run SCENARIO once: the fake exchange with its fault timeline, the full manager and the workload. "
+            "Writes summary.json, requests.npz/.csv, events.jsonl and series.npz into a directory under --out, "
+            "and prints a summary table. Exit codes: 0 ok, 1 the run failed, 2 bad arguments or scenario, "
+            "3 (with --check) an expect assertion failed."
+        ),
+    )
+    p.add_argument("scenario", help="scenario file (YAML)")
+    p.add_argument("--strategy", help="load-balancing strategy (default: the scenario's)")
+    p.add_argument("--seed", type=int, help="seed (default: the scenario's)")
+    p.add_argument("--mode", choices=MODES, default="virtual", help="virtual time (default) or live sockets")
+    p.add_argument("--out", default="results", help="directory for results (default: results/)")
+    p.add_argument("--check", action="store_true", help="exit 3 when an expect assertion fails")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
