@@ -145,3 +145,12 @@ def test_bad_parameters_are_clear():
     store = InMemoryConnectionStore(clock=Clock())
     with pytest.raises(UsageError, match="panic_threshold=2"):
         WebSocketLoadBalancer(store, panic_threshold=2)
+
+
+def test_paused_connections_are_not_eligible_until_resumed():
+    clock, store, lb = setup(3)
+    store.set_paused("c0", True)
+    assert "c0" not in {r.connection_id for r in lb.eligible(T)}
+    assert all(lb.choose(T, LBS.ROUND_ROBIN).record.connection_id != "c0" for _ in range(9))
+    store.set_paused("c0", False)
+    assert {lb.choose(T, LBS.ROUND_ROBIN).record.connection_id for _ in range(9)} == {"c0", "c1", "c2"}

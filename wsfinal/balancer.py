@@ -4,7 +4,7 @@ The balancer observes the connection store (it is a :class:`~wsfinal.store.Store
 :class:`~wsfinal.strategies.Pool`\\ s per connection type, updated incrementally as states and measures change:
 
 - *connected*: every ``CONNECTED`` connection of the type;
-- *eligible*: the connected ones not currently ejected.
+- *eligible*: the connected ones not currently ejected nor paused (exchange maintenance).
 
 A pick uses the eligible pool, unless the eligible share of connected connections is below
 ``panic_threshold``: then, as Envoy does in panic mode, it uses every connected connection and counts the
@@ -161,6 +161,15 @@ class WebSocketLoadBalancer:
             if not record.is_ejected(now):
                 self._eject(record, now, f"{record.consecutive_failures} consecutive failures")
 
+    def on_eligibility_changed(self, record: ConnectionRecord) -> None:
+        if record.state is not ConnectionState.CONNECTED:
+            return
+        pools = self._pools[record.connection_type]
+        if record.ejected_until is None and not record.paused:
+            pools.eligible.add(record)
+        else:
+            pools.eligible.remove(record)
+
     def on_removed(self, record: ConnectionRecord) -> None:
         pools = self._pools.get(record.connection_type)
         if pools is not None:
@@ -171,7 +180,7 @@ class WebSocketLoadBalancer:
     def _enter(self, record: ConnectionRecord) -> None:
         pools = self._pools[record.connection_type]
         pools.connected.add(record)
-        if record.ejected_until is None:
+        if record.ejected_until is None and not record.paused:
             pools.eligible.add(record)
 
     # -- selection -----------------------------------------------------------------------------------------
@@ -279,7 +288,7 @@ class WebSocketLoadBalancer:
                 continue
             self.store.set_ejection(connection_id, None)
             record.consecutive_failures = 0
-            if record.state is ConnectionState.CONNECTED:
+            if record.state is ConnectionState.CONNECTED and not record.paused:
                 self._pools[record.connection_type].eligible.add(record)
             logger.info("%s returns from ejection", connection_id)
 

@@ -244,6 +244,11 @@ class WebSocketIntegrationManager:
                 logger.warning("connection %s reported an illegal change %s -> %s", connection_id, record.state, state)
 
     def _remember_event(self, event: ConnectionEvent) -> None:
+        if event.kind == "maintenance":
+            # Requests to a connection in exchange maintenance would end NOT_SENT: route around it meanwhile.
+            self.store.set_paused(event.connection_id, bool(event.detail.get("active")))
+        elif event.kind == "state_changed" and event.detail.get("new") != "connected":
+            self.store.set_paused(event.connection_id, False)
         self.events.append(event)
         if len(self.events) > self._max_events:
             del self.events[: len(self.events) - self._max_events]

@@ -50,6 +50,8 @@ class ConnectionRecord:
     last_latency_ms: float = math.nan
     health_score: float = 100.0
     stale: bool = False
+    #: The exchange is in maintenance on this connection (Bitfinex 20060 until 20061): requests would not be sent.
+    paused: bool = False
     ejected_until: float | None = None
     ejection_count: int = 0
     labels: dict[str, str] = field(default_factory=dict)
@@ -119,6 +121,7 @@ class ConnectionRecord:
             "peak_ewma_ms": None if math.isnan(self.peak_ewma_ms) else self.peak_ewma_ms,
             "health_score": self.health_score,
             "stale": self.stale,
+            "paused": self.paused,
             "ejected_until": self.ejected_until,
             "last_activity": self.last_activity,
             "created_at": self.created_at,

@@ -56,6 +56,7 @@ class StoreObserver(Protocol):
     def on_registered(self, record: ConnectionRecord) -> None: ...
     def on_state_changed(self, record: ConnectionRecord, old: ConnectionState) -> None: ...
     def on_load_changed(self, record: ConnectionRecord) -> None: ...
+    def on_eligibility_changed(self, record: ConnectionRecord) -> None: ...
     def on_removed(self, record: ConnectionRecord) -> None: ...
 
 
@@ -381,6 +382,17 @@ class InMemoryConnectionStore:
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)
+
+    def set_paused(self, connection_id: str, paused: bool) -> None:
+        """Mark a connection paused (exchange maintenance) or not; a paused connection is not selected."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None or record.paused is paused:
+                return
+            record.paused = paused
+            observers = list(self._observers)
+        for observer in observers:
+            observer.on_eligibility_changed(record)
 
     def set_ejection(self, connection_id: str, until: float | None) -> None:
         """Eject a connection from selection until ``until`` (``None`` lifts it); the balancer calls this."""
