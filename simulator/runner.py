@@ -284,7 +284,11 @@ def _make_manager(
         seed=state.seeds["manager"],
     )
     rules: dict[str, Any] = {name: {"threshold": value} for name, value in m.thresholds.items()}
-    return WebSocketIntegrationManager(config, notifiers=[recording], alert_rules=rules or None)
+    for name, override in m.alert_rules.items():
+        rules[name] = {**rules.get(name, {}), **override}
+    # The capacity rule measures against this run's connection limit, not the library default.
+    rules.setdefault("capacity_warning", {}).setdefault("params", {"max_connections": config.max_connections})
+    return WebSocketIntegrationManager(config, notifiers=[recording], alert_rules=rules)
 
 
 async def _register_connections(
