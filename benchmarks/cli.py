@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulator.run_commands",
     "simulator.exchange_commands",
     "simulator.scenario_commands",
+    "benchmarks.compare_commands",
 )
 
 

@@ -97,3 +97,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--number", type=int, default=20_000, help="picks per timed batch (default 20000)")
     p.add_argument("--repeat", type=int, default=7, help="timed batches; the median is shown (default 7)")
     p.set_defaults(func=run)
+    from .manager_bench import register_manager
+
+    register_manager(bench_sub)

@@ -14,6 +14,7 @@ future it returns is resolved by the connection's reader through done-callbacks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -290,23 +291,45 @@ class WebSocketIntegrationManager:
             for cid, c in self._connections.items()
             if connection_type is None or self._configs[cid].connection_type is connection_type
         ]
-
-        async def one(cid: str, connection: WebSocketConnectionInterface) -> bool:
-            if connection.state is not S.CONNECTED:
-                return False
-            try:
-                return bool(
-                    await asyncio.wait_for(
-                        connection.send_message(message), timeout=self._configs[cid].message_timeout_seconds
-                    )
-                )
-            except (TimeoutError, WsFinalError):
-                return False
-
         if not targets:
             return {}
-        results = await asyncio.gather(*(one(cid, c) for cid, c in targets))
-        return {cid: ok for (cid, _), ok in zip(targets, results, strict=True)}
+        results: dict[str, bool] = {}
+        pending: dict[asyncio.Task[bool], str] = {}
+        text: str | None = None
+        loop = asyncio.get_running_loop()
+        for cid, connection in targets:
+            if connection.state is not S.CONNECTED:
+                results[cid] = False
+                continue
+            nowait = getattr(connection, "send_message_nowait", None)
+            if nowait is not None:
+                # Connections that can hand a frame to the transport without waiting need no task at all;
+                # the message is encoded once for all of them.
+                if text is None:
+                    text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
+                sent = nowait(text)
+                if sent is not None:
+                    results[cid] = bool(sent)
+                    continue
+            pending[loop.create_task(self._send_counted(connection, message))] = cid
+        if pending:
+            timeout = max(self._configs[cid].message_timeout_seconds for cid in pending.values())
+            done, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+                results[pending[task]] = False
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+            for task in done:
+                results[pending[task]] = task.result()
+        return {cid: results[cid] for cid, _ in targets}
+
+    @staticmethod
+    async def _send_counted(connection: WebSocketConnectionInterface, message: Any) -> bool:
+        try:
+            return bool(await connection.send_message(message))
+        except WsFinalError:
+            return False
 
     def submit(
         self,
