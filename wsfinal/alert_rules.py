@@ -327,7 +327,8 @@ class InhibitRule:
 #: One series of one metric: (key, labels, value, extra template fields). ``key`` identifies the series.
 Sample = tuple[tuple[tuple[str, str], ...], dict[str, str], float, dict[str, Any]]
 
-_FAILING_STATES = frozenset({ConnectionState.FAILED, ConnectionState.RECONNECTING})
+#: States that count as "not connected" for the connection-failure rule (its `for` keeps start-up quiet).
+_FAILING_STATES = frozenset({ConnectionState.FAILED, ConnectionState.RECONNECTING, ConnectionState.CONNECTING})
 
 
 def _enum_value(x: Any) -> str:

@@ -23,9 +23,10 @@ Strategies, exactly:
 - ``PEAK_EWMA``: P2C on cost = peak-EWMA latency x (outstanding + 1), the peak-EWMA decaying with its time
   constant while no sample arrives (Finagle/linkerd). A member with no sample costs 0 when idle and a large
   penalty per outstanding request otherwise, so a silent member is not flooded.
-- ``HEALTH_BASED``: P2C on health score: two distinct members at random, the healthier wins (fewer outstanding
-  on a tie). The chance of being picked rises with a member's health rank (rank r of n, 1 = worst, is picked
-  with probability (2r - 1) / n^2), so the healthiest get the most traffic, yet nothing is starved.
+- ``HEALTH_BASED``: P2C on health score: two distinct members at random; the healthier wins when the scores
+  differ by more than :data:`HEALTH_BAND` points, else the one with fewer outstanding requests. With distinct
+  health levels the chance of being picked rises with the health rank (rank r of n, 1 = worst, is picked with
+  probability (2r - 1) / n^2); among equally healthy members it spreads load like P2C.
 - ``ADAPTIVE``: a discounted epsilon-greedy bandit over the other strategies (see :class:`Adaptive`).
 """
 
@@ -41,6 +42,10 @@ from .config import LoadBalancingStrategy
 from .records import ConnectionRecord
 
 LBS = LoadBalancingStrategy
+
+#: HEALTH_BASED: health scores closer than this count as equal, and the less loaded member wins. Without a band,
+#: noise-level differences (95.3 vs 95.1) would send every contested pick to the marginally healthier member.
+HEALTH_BAND = 5.0
 
 #: Cost per outstanding request of a member with no latency sample yet (PEAK_EWMA), in ms.
 UNMEASURED_PENALTY_MS = 1e6
@@ -192,7 +197,7 @@ class HealthBased(Strategy):
         if len(members) < 2:
             return members[0] if members else None
         a, b = _two_distinct(members, rng)
-        if b.health_score != a.health_score:
+        if abs(b.health_score - a.health_score) > HEALTH_BAND:
             return b if b.health_score > a.health_score else a
         return b if b.outstanding < a.outstanding else a
 
