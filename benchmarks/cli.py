@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.demo",
     "benchmarks.strategy_table",
+    "benchmarks.sweep_commands",
+    "benchmarks.gate_commands",
     "simulator.run_commands",
     "simulator.exchange_commands",
     "simulator.scenario_commands",

@@ -235,7 +235,7 @@ class ComparisonResult:
         return list(self.data["runs"])
 
     def run_dir(self, run: dict[str, Any]) -> Path:
-        return self.out / run["dir"]
+        return self.out / str(run["dir"])
 
     def save(self) -> Path:
         """Write comparison.json and comparison.csv into :attr:`out`; returns the JSON path."""

@@ -98,5 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repeat", type=int, default=7, help="timed batches; the median is shown (default 7)")
     p.set_defaults(func=run)
     from .manager_bench import register_manager
+    from .virtual_bench import register_virtual
 
     register_manager(bench_sub)
+    register_virtual(bench_sub)

@@ -74,7 +74,7 @@ METRICS: tuple[str, ...] = (
     "alert_delay_s",
 )
 _STRATEGIES = [s.value for s in LoadBalancingStrategy]
-_KEY_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_-]*)*$"
+KEY_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_-]*)*$"
 
 SWEEP_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -109,12 +109,12 @@ SWEEP_SCHEMA: dict[str, Any] = {
         "mode": {"enum": list(MODES)},
         "set": {
             "type": "object",
-            "propertyNames": {"pattern": _KEY_PATH},
+            "propertyNames": {"pattern": KEY_PATH_PATTERN},
             "description": "overrides applied to every scenario before the swept parameters (key path -> value)",
         },
         "parameters": {
             "type": "object",
-            "propertyNames": {"pattern": _KEY_PATH},
+            "propertyNames": {"pattern": KEY_PATH_PATTERN},
             "additionalProperties": {"type": "array", "minItems": 1},
             "description": "swept parameters: key path -> list of values",
         },
@@ -122,7 +122,7 @@ SWEEP_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "x": {"type": "string", "pattern": _KEY_PATH},
+                "x": {"type": "string", "pattern": KEY_PATH_PATTERN},
                 "metrics": {"type": "array", "minItems": 1, "items": {"enum": list(METRICS)}},
             },
         },
@@ -228,7 +228,7 @@ def schema_problems(document: Any, schema_validator: jsonschema.protocols.Valida
             allowed = ", ".join(sorted(err.schema.get("properties", {})))
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             out.append(f"{path}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {allowed}")
-        elif err.validator == "propertyNames":
+        elif "propertyNames" in err.absolute_schema_path and err.validator == "pattern":
             out.append(f"{path}: key {err.instance!r} is not a key path like clients.workload[0].rate")
         elif err.validator == "oneOf":
             out.append(f"{path}: {err.instance!r} is not valid here ({err.schema.get('description', '')})")

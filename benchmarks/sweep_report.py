@@ -101,9 +101,7 @@ def build_table(sweep: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) 
         rows = sorted(rows, key=lambda r: r["seed"])
         for metric in metrics:
             values = [(r.get("metrics") or {}).get(metric) for r in rows]
-            cells[(panel, xl, strategy, metric)] = bootstrap_ci(
-                [v for v in values if isinstance(v, int | float)], rng
-            )
+            cells[(panel, xl, strategy, metric)] = bootstrap_ci([v for v in values if isinstance(v, int | float)], rng)
     numeric = bool(x) and all(numeric_value(v) is not None for v in x_values)
     return SweepTable(x, x_values, panels, strategies, metrics, cells, numeric)
 

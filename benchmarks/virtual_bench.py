@@ -1,0 +1,110 @@
+"""Virtual-time speed: the full manager against a bare SimPy model of the same queues (``wsfinal bench virtual``).
+
+The system: ``nodes`` M/M/1 queues, Poisson arrivals at utilisation ``rho``, each request sent to a random node.
+The full manager (balancer, store, analytics, connections, exchange sessions, in-memory transport) runs it on the
+virtual-time loop; SimPy runs the same queueing system as a textbook process-per-request model in the same
+process. The figure is requests simulated per wall second, and the ratio manager / SimPy (DESIGN.md's goal: 1.0).
+With ``--profile``, where the manager's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import time
+from typing import Any
+
+from simulator.queueing import queueing_scenario
+from simulator.runner import run
+
+
+def simpy_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int = 1) -> tuple[float, int]:
+    """Requests per wall second of a SimPy M/M/1 bank (random routing) simulated for ``duration_s``."""
+    import simpy
+
+    env = simpy.Environment()
+    rng = random.Random(seed)
+    servers = [simpy.Resource(env, capacity=1) for _ in range(nodes)]
+    lam = rho * mu * nodes
+    done = [0]
+    latency_sum = [0.0]
+
+    def request(server: Any) -> Any:
+        t0 = env.now
+        with server.request() as req:
+            yield req
+            yield env.timeout(rng.expovariate(mu))
+        done[0] += 1
+        latency_sum[0] += env.now - t0
+
+    def source() -> Any:
+        while True:
+            yield env.timeout(rng.expovariate(lam))
+            env.process(request(servers[int(rng.random() * nodes)]))
+
+    env.process(source())
+    start = time.perf_counter()
+    env.run(until=duration_s)
+    return done[0] / (time.perf_counter() - start), done[0]
+
+
+def manager_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int = 1) -> tuple[float, int, float]:
+    """Requests per wall second through the full manager in virtual time; also the run's wall time."""
+    scenario = queueing_scenario(nodes, rho, duration_s, mu=mu, warmup_s=0.0)
+    start = time.perf_counter()
+    result = run(scenario, strategy="random", seed=seed, mode="virtual")
+    wall = time.perf_counter() - start
+    n = result.summary["accounting"]["submitted"]
+    return n / wall, n, wall
+
+
+def measure(nodes: int = 100, rho: float = 0.5, mu: float = 100.0, duration_s: float = 10.0) -> dict[str, float]:
+    simpy_rps, simpy_n = simpy_rate(nodes, rho, mu, duration_s)
+    manager_rps, manager_n, wall = manager_rate(nodes, rho, mu, duration_s)
+    return {
+        "simpy_rps": simpy_rps,
+        "simpy_requests": simpy_n,
+        "manager_rps": manager_rps,
+        "manager_requests": manager_n,
+        "manager_wall_s": wall,
+        "ratio": manager_rps / simpy_rps,
+        "simulated_per_wall_s": duration_s / wall,
+    }
+
+
+def profile(nodes: int, rho: float, mu: float, duration_s: float, top: int = 25) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    manager_rate(nodes, rho, mu, duration_s)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main(args: argparse.Namespace) -> int:
+    r = measure(args.nodes, args.rho, args.mu, args.duration)
+    print(
+        f"{args.nodes} M/M/1 nodes at utilisation {args.rho:g}, {args.duration:g} s simulated:\n"
+        f"  SimPy model        {r['simpy_rps']:>10,.0f} requests per wall second "
+        f"({r['simpy_requests']:,} requests)\n"
+        f"  full manager       {r['manager_rps']:>10,.0f} requests per wall second ({r['manager_requests']:,} requests, "
+        f"{r['simulated_per_wall_s']:.2f} simulated s per wall s)\n"
+        f"  ratio manager/SimPy {r['ratio']:.2f} (goal 1.0)"
+    )
+    if args.profile:
+        print(profile(args.nodes, args.rho, args.mu, min(args.duration, 5.0)))
+    return 0
+
+
+def register_virtual(bench_sub: Any) -> None:
+    p = bench_sub.add_parser("virtual", help="virtual-time speed of the full manager vs a SimPy model")
+    p.add_argument("--nodes", type=int, default=100, help="single-worker nodes (default 100)")
+    p.add_argument("--rho", type=float, default=0.5, help="utilisation (default 0.5)")
+    p.add_argument("--mu", type=float, default=100.0, help="service rate per node, per second (default 100)")
+    p.add_argument("--duration", type=float, default=10.0, help="simulated seconds (default 10)")
+    p.add_argument("--profile", action="store_true", help="also print where the manager's time goes")
+    p.set_defaults(func=main)
