@@ -91,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
         f"{args.nodes} M/M/1 nodes at utilisation {args.rho:g}, {args.duration:g} s simulated:\n"
         f"  SimPy model        {r['simpy_rps']:>10,.0f} requests per wall second "
         f"({r['simpy_requests']:,} requests)\n"
-        f"  full manager       {r['manager_rps']:>10,.0f} requests per wall second ({r['manager_requests']:,} requests, "
+        f"  full manager       {r['manager_rps']:>10,.0f} requests per wall second "
+        f"({r['manager_requests']:,} requests, "
         f"{r['simulated_per_wall_s']:.2f} simulated s per wall s)\n"
         f"  ratio manager/SimPy {r['ratio']:.2f} (goal 1.0)"
     )
