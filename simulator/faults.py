@@ -248,7 +248,7 @@ class FaultSchedule:
         f = self.faults[index]
         if f.connection is not None and f.connection != connection:
             return False
-        p = f.probability
+        p = float(f.probability)
         if p >= 1.0:
             return True
         return random.Random(f"{self.seed}/{self.node_id}/{index}/{connection}").random() < p
@@ -565,8 +565,8 @@ def injected(schedule: FaultSchedule, fault: FaultLike, *, now: float) -> Iterat
 
     Yields the fault's index; the window is open-ended while inside the block and closed at exit.
     """
-    fault = replace(_as_fault(fault), at_s=now - schedule.origin, duration_s=None)
-    schedule.faults = (*schedule.faults, fault)
+    active = replace(_as_fault(fault), at_s=now - schedule.origin, duration_s=None)
+    schedule.faults = (*schedule.faults, active)
     schedule._windows.append((now, math.inf))
     schedule._cache_window = (math.inf, -math.inf)
     index = len(schedule.faults) - 1

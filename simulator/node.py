@@ -274,7 +274,8 @@ class ExchangeNode:
         self.id: str = spec.id
         self.seed = seed
         market_rng, service_rng = node_rngs(seed, self.id)
-        self._market_interval = market_update_interval_s or getattr(spec, "market_update_interval_s", 0.1)
+        interval = market_update_interval_s or getattr(spec, "market_update_interval_s", None) or 0.1
+        self._market_interval = float(interval)
         self.market = MarketFeed(tuple(spec.symbols), market_rng, update_interval_s=self._market_interval)
         self.service = ServiceModel(
             _distribution(spec.service, base_dir),
@@ -343,7 +344,12 @@ class ExchangeNode:
         return self.faults.refuse_connect(client, self.loop.time())
 
     def connect(self, channel: ServerChannel) -> NodeConnection:
-        """A client connection is open: create its session, send the info event; feed frames to the result."""
+        """A client connection is open: create its session, send the info event; feed frames to the result.
+
+        Call :meth:`start` first (the node's clock and fault timeline begin there).
+        """
+        if not self.started:
+            raise RuntimeError(f"exchange node {self.id!r}: call start() before connect()")
         spec = self.spec
         session = ExchangeSession(
             market=self.market,

@@ -1,10 +1,11 @@
 """Scenario files: the dataclasses a YAML scenario becomes, and the loader that validates it.
 
-A scenario is data (``yaml.safe_load``; nothing in it is evaluated). Loading runs in three steps: YAML parse,
-structural validation against the declared JSON Schema (:mod:`simulator.scenario_schema`), then semantic checks
-(references between sections, ranges, times inside the run). Every problem becomes a :class:`ScenarioError`
-naming the file, the key path (``faults[2].latency``) and the reason. All values in the dataclasses are in base
-units: seconds, bytes, per-second rates.
+A scenario is data: it is read with a ``yaml.SafeLoader`` and nothing in it is evaluated. Loading parses the YAML,
+checks the raw document (plain data, bounded size), validates its structure against the declared JSON Schema
+(:mod:`simulator.scenario_schema`), then runs the semantic checks of :mod:`simulator.scenario_build` (references
+between sections, ranges, times inside the run). Every problem becomes a :class:`ScenarioError` naming the file,
+the key path (``faults[2].latency``) and the reason. All values in the dataclasses are in base units: seconds,
+bytes, per-second rates. The file format is documented in docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class ScenarioError(UsageError, ValueError):
         self.reason = reason
         self.problems: tuple[tuple[str, str], ...] = problems or ((path, reason),)
         super().__init__(_format_problem(source, path, reason))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across process pools (sweeps load in workers)
+        return (type(self), (self.source, self.path, self.reason, self.problems))
 
     def lines(self) -> list[str]:
         """Every problem as one ``"FILE: path: reason"`` line (what ``wsfinal scenario check`` prints)."""

@@ -37,6 +37,9 @@ class LiveChannel:
     connection; ``abort`` acts at once.
     """
 
+    #: A client that falls this many frames behind is dropped (bounded memory for a consumer that stopped reading).
+    max_backlog = 100_000
+
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         address = ws.remote_address
@@ -49,6 +52,9 @@ class LiveChannel:
 
     def _push(self, item: Any) -> None:
         if self._done:
+            return
+        if len(self._queue) >= self.max_backlog:
+            self.abort()
             return
         self._queue.append(item)
         wake = self._wake

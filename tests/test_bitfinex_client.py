@@ -303,3 +303,27 @@ def test_the_client_protocol_never_raises_on_any_frame(frame: str | bytes) -> No
             )
             for a in actions
         )
+
+
+def test_orphan_channels_are_released_and_released_again_if_they_keep_streaming() -> None:
+    proto = bfx.ClientProtocol(max_frame_bytes=1 << 20, release_retry_s=5.0)
+    first = proto.receive("[42,[1,2,3]]", now=10.0)
+    assert [a.message for a in first if isinstance(a, bfx.SendFrame)] == [{"event": "unsubscribe", "chanId": 42}]
+    assert not [a for a in proto.receive('[42,"hb"]', now=12.0) if isinstance(a, bfx.SendFrame)]  # asked already
+    again = proto.receive('[42,"hb"]', now=15.0)  # still streaming 5 s later: our unsubscribe was lost
+    assert [a.message for a in again if isinstance(a, bfx.SendFrame)] == [{"event": "unsubscribe", "chanId": 42}]
+    proto.receive('{"event":"unsubscribed","status":"OK","chanId":42}', now=15.1)
+    assert proto.orphans_released == 2
+    assert proto.receive('[0,"hb"]', now=20.0) == []  # the account channel is never released
+
+
+def test_unconfirmed_subscriptions_become_overdue_after_the_timeout() -> None:
+    proto = bfx.ClientProtocol(max_frame_bytes=1 << 20)
+    proto.subscriptions.add("ticker", {"symbol": "tBTCUSD"}, now=1.0)
+    assert proto.overdue_subscriptions(1.5, 1.0) == []
+    actions = proto.overdue_subscriptions(2.0, 1.0)
+    assert [a.kind for a in actions if isinstance(a, bfx.Problem)] == ["subscribe_timeout"]
+    assert [a.message["event"] for a in actions if isinstance(a, bfx.SendFrame)] == ["subscribe"]
+    assert proto.overdue_subscriptions(2.5, 1.0) == []  # requested again at 2.0
+    proto.receive('{"event":"subscribed","channel":"ticker","chanId":5,"symbol":"tBTCUSD"}', now=2.6)
+    assert proto.overdue_subscriptions(10.0, 1.0) == []

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.faults import Fault
 from simulator.node import MAINTENANCE_CODE, RATE_LIMIT_CODE, ExchangeNode
@@ -313,10 +315,55 @@ def test_malformed_client_frames_never_break_the_node() -> None:
             conn.receive(junk)
         conn.receive(json.dumps({"event": "ping", "cid": 3}))
         await asyncio.sleep(0.1)
+        still_open = conn.open and ch.closed is None and ch.aborted is None
         node.stop()
-        return conn.open or ch.closed is None, ch.messages()
+        return still_open, ch.messages()
 
     still_open, msgs = run_virtual(main())
     assert still_open
     assert any(isinstance(m, dict) and m.get("event") == "pong" for m in msgs)
     assert any(isinstance(m, dict) and m.get("event") == "error" for m in msgs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frames=st.lists(
+        st.one_of(
+            st.text(max_size=60),
+            st.binary(max_size=40),
+            st.builds(
+                json.dumps,
+                st.recursive(
+                    st.none() | st.integers() | st.text(max_size=8),
+                    lambda c: (
+                        st.lists(c, max_size=4)
+                        | st.dictionaries(
+                            st.sampled_from(["event", "channel", "symbol", "cid", "flags", "apiKey", "chanId"]),
+                            c,
+                            max_size=4,
+                        )
+                    ),
+                    max_leaves=10,
+                ),
+            ),
+        ),
+        max_size=25,
+    )
+)
+def test_random_client_frames_never_crash_or_close(frames: list[str | bytes]) -> None:
+    async def main() -> tuple[bool, list[Any]]:
+        node = ExchangeNode(spec())
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        for frame in frames:
+            conn.receive(frame)
+        conn.receive(json.dumps({"event": "ping", "cid": 99}))
+        await asyncio.sleep(0.05)
+        still_open = conn.open and ch.closed is None and ch.aborted is None
+        node.stop()
+        return still_open, ch.messages()
+
+    still_open, msgs = run_virtual(main())
+    assert still_open
+    assert any(isinstance(m, dict) and m.get("event") == "pong" and m.get("cid") == 99 for m in msgs)

@@ -62,10 +62,11 @@ def test_run_accounts_for_every_request_and_reports():
 def test_same_seed_same_bytes_in_process_and_across_processes(tmp_path):
     a = run(tiny()).save(tmp_path / "a")
     b = run(tiny()).save(tmp_path / "b")
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
     code = (
-        "import sys, json; sys.path.insert(0, %r); from tests.test_runner import tiny; "
-        "from simulator.runner import run; run(tiny()).save(%r)"
-    ) % (str(__import__("pathlib").Path(__file__).resolve().parents[1]), str(tmp_path / "c"))
+        f"import sys; sys.path.insert(0, {root!r}); from tests.test_runner import tiny; "
+        f"from simulator.runner import run; run(tiny()).save({str(tmp_path / 'c')!r})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     for other in (b, tmp_path / "c"):
         assert (a / "summary.json").read_bytes() == (other / "summary.json").read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -490,6 +491,8 @@ def test_error_lines_and_types(tmp_path: Path) -> None:
     assert (err.source, err.path) == (str(f), "clients.workload[0].rat")
     assert str(err) == f"{f}: clients.workload[0].rat: unknown key 'rat' for arrival 'poisson'; did you mean 'rate'?"
     assert err.lines() == [str(err)]
+    copy_ = pickle.loads(pickle.dumps(err))
+    assert (str(copy_), copy_.problems) == (str(err), err.problems)
 
 
 # --- documents that are not valid YAML data ----------------------------------------------------------------------

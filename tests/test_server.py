@@ -531,7 +531,7 @@ def test_exchange_command_serves_a_scenario(tmp_path: Any) -> None:
 
     path = tmp_path / "cli.yaml"
     path.write_text(SCENARIO)
-    cmd = [sys.executable, "-m", "benchmarks.cli", "exchange", str(path), "--duration", "3"]
+    cmd = [sys.executable, "-m", "benchmarks.cli", "exchange", str(path), "--duration", "1.5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -561,3 +561,30 @@ def test_exchange_command_rejects_a_bad_scenario(tmp_path: Any) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nnodes: 3\n")
     assert main(["exchange", str(path), "--duration", "0"]) == 2
+
+
+def test_a_client_that_stops_reading_is_dropped_at_the_backlog_bound() -> None:
+    from simulator.server import LiveChannel
+
+    class Transport:
+        aborted = False
+
+        def abort(self) -> None:
+            self.aborted = True
+
+        def is_closing(self) -> bool:
+            return self.aborted
+
+    class StuckConnection:
+        remote_address = ("10.0.0.1", 5555)
+        transport = Transport()
+
+    channel = LiveChannel(StuckConnection())  # type: ignore[arg-type]
+    channel.max_backlog = 3
+    for i in range(3):
+        channel.send(str(i))
+    assert channel.backlog == 3 and not StuckConnection.transport.aborted
+    channel.send("one too many")
+    assert StuckConnection.transport.aborted and channel.backlog == 0
+    channel.send("ignored")
+    assert channel.backlog == 0 and channel.peer == "10.0.0.1"

@@ -208,3 +208,27 @@ def test_send_nowait_writes_at_once_and_declines_when_closed() -> None:
             assert not channel.send_nowait("too late")
 
     asyncio.run(main())
+
+
+def test_send_nowait_batches_one_loop_pass_into_one_write_and_keeps_order_with_send() -> None:
+    async def main() -> None:
+        async with server(echo) as (host, port):
+            url = f"ws://{host}:{port}/"
+            channel = await WebsocketsTransport().connect(url, config(url))
+            writes: list[bytes] = []
+            transport = channel._conn.transport
+            original = transport.write
+            transport.write = lambda data: (writes.append(bytes(data)), original(data))[1]  # type: ignore[method-assign]
+            for i in range(50):
+                assert channel.send_nowait(f"m{i}")
+            await asyncio.sleep(0)  # the flush runs once per loop pass
+            assert len(writes) == 1  # 50 frames, one write
+            assert channel.send_nowait("a")
+            await channel.send("b")  # websockets' own write flushes what was queued first
+            assert channel.send_nowait("c")
+            got = [await channel.recv() for _ in range(53)]
+            assert got == [f"m{i}" for i in range(50)] + ["a", "b", "c"]
+            transport.write = original  # type: ignore[method-assign]
+            await channel.close()
+
+    asyncio.run(main())

@@ -540,6 +540,9 @@ class ManagedConnection(WebSocketConnectionInterface):
             session.end(SessionEnd(f"closed ({code})", close_policy(code), code, reason))
         except TransportError as exc:
             session.end(SessionEnd(f"transport error: {exc}", RetryPolicy.RETRY))
+        except Exception as exc:  # a channel that broke its contract: drop this channel, keep the connection
+            logger.exception("%s: channel.recv raised a non-wsfinal error", self._id)
+            session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
 
     def _on_frame(self, session: _Session, data: str | bytes) -> None:
         now = self._now()
@@ -640,6 +643,10 @@ class ManagedConnection(WebSocketConnectionInterface):
                 return
             except WsFinalError:  # the reader reports the loss
                 return
+            except Exception as exc:  # a channel that broke its contract
+                logger.exception("%s: channel.ping raised a non-wsfinal error", self._id)
+                session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
+                return
             now = loop.time()
             self._metrics.last_ping_latency_ms = rtt * 1000.0
             if self._store is not None:
@@ -692,6 +699,9 @@ class ManagedConnection(WebSocketConnectionInterface):
             session.end(SessionEnd(f"closed while sending ({exc.code})", close_policy(exc.code), exc.code, exc.reason))
         except TransportError as exc:
             session.end(SessionEnd(f"transport error while sending: {exc}", RetryPolicy.RETRY))
+        except Exception as exc:  # a channel that broke its contract: drop this channel, keep the connection
+            logger.exception("%s: channel.send raised a non-wsfinal error", self._id)
+            session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
 
     def _count_sent(self, size: int, now: float) -> None:
         self._metrics.messages_sent += 1

@@ -122,20 +122,28 @@ class WebSocketConnectionInterface(abc.ABC):
     def is_connected(self) -> bool:
         return self.state is ConnectionState.CONNECTED
 
+    def _listener_list(self) -> list[Listener]:
+        # created on first use too: a subclass that forgot super().__init__() still gets events
+        listeners: list[Listener] | None = self.__dict__.get("_listeners")
+        if listeners is None:
+            listeners = self._listeners = []
+        return listeners
+
     def add_listener(self, callback: Listener) -> None:
         """Call ``callback(event)`` for every :class:`ConnectionEvent` of this connection."""
-        self._listeners.append(callback)
+        self._listener_list().append(callback)
 
     def remove_listener(self, callback: Listener) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
         try:
-            self._listeners.remove(callback)
+            self._listener_list().remove(callback)
         except ValueError:
             pass
 
     def _emit(self, kind: str, time: float, /, **detail: Any) -> ConnectionEvent:
+        """Build the event and call every listener with it; subclasses call this for their events."""
         event = ConnectionEvent(kind, self.connection_id, time, detail)
-        for callback in tuple(self._listeners):
+        for callback in tuple(self._listener_list()):
             try:
                 callback(event)
             except Exception:  # a listener's bug must not break the connection

@@ -122,12 +122,13 @@ def translate_error(exc: BaseException, *, url: str = "", opening: bool = False)
 class WebsocketsChannel:
     """A :class:`Channel` over an open ``websockets`` client connection."""
 
-    __slots__ = ("_conn", "_loop", "_url")
+    __slots__ = ("_conn", "_flush_scheduled", "_loop", "_url")
 
     def __init__(self, conn: ClientConnection, url: str) -> None:
         self._conn = conn
         self._url = url
         self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
 
     async def send(self, data: str | bytes) -> None:
         try:
@@ -136,11 +137,13 @@ class WebsocketsChannel:
             raise translate_error(exc, url=self._url) from exc
 
     def send_nowait(self, data: str | bytes) -> bool:
-        """Write a whole message now if that needs no waiting; ``False``: nothing written, ``await send``.
+        """Queue a whole message now if that needs no waiting; ``False``: nothing queued, ``await send``.
 
-        Optional fast path of a channel (the managed connection uses it when present): no task switch when
-        the socket keeps up. It declines while websockets applies write back-pressure, sends fragments, or
-        is not open, so ordering and flow control stay websockets' own.
+        Optional fast path of a channel (the managed connection uses it when present): no task switch per
+        message, and the frames queued in one pass of the event loop go to the socket in one write (a
+        ``call_soon`` flush), where ``await send`` makes one system call per message. It declines while
+        websockets applies write back-pressure, sends fragments, or is not open; websockets' own writes flush
+        whatever is queued first, so the order of messages is kept.
         """
         conn = self._conn
         if conn.paused or conn.send_in_progress is not None or conn.protocol.state is not State.OPEN:
@@ -152,11 +155,29 @@ class WebsocketsChannel:
                 conn.protocol.send_binary(data)
         except Exception:  # refused by the protocol: nothing was queued
             return False
-        try:
-            conn.send_data()
-        except Exception:  # the socket broke under us; the reader will see the connection close
-            pass
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        conn = self._conn
+        chunks = conn.protocol.data_to_send()
+        if not chunks:
+            return  # websockets wrote them already
+        transport = conn.transport
+        payload = b"".join(chunks)
+        if payload:
+            transport.write(payload)
+        if b"" in chunks:  # the protocol also asks for end of stream (as websockets' own send_data does)
+            if transport.can_write_eof():
+                try:
+                    transport.write_eof()
+                except Exception:  # write_eof() may raise on a broken socket; the reader sees the loss
+                    pass
+            else:
+                transport.close()
 
     async def recv(self) -> str | bytes:
         try:
