@@ -93,6 +93,7 @@ class MemoryChannel:
         self._server: _ServerEnd | None = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
+        self._ping_waiters: list[asyncio.Future[None]] = []
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -122,6 +123,14 @@ class MemoryChannel:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._close_code is not None:
+            self._release_pings()
+
+    def _release_pings(self) -> None:
+        waiters, self._ping_waiters = self._ping_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- Channel ------------------------------------------------------------------------------------------
 
@@ -154,11 +163,21 @@ class MemoryChannel:
             self._loop.call_soon(self._server.peer_closed)
 
     async def ping(self) -> float:
-        """An in-memory round trip takes one loop iteration each way: 0 s of loop time."""
+        """A protocol-level ping: answered at once (0 s of loop time), unless the node stopped reading from this
+        client (a ``timeout`` fault on the up direction, i.e. a half-open link): then, as over TCP, the pong only
+        comes once reading resumes, and the caller's timeout decides."""
         if self._close_code is not None:
             raise self._lost()
         start = self._loop.time()
-        await asyncio.sleep(0)
+        server = self._server
+        if server is not None and server.reading_paused:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._ping_waiters.append(fut)
+            await fut
+            if self._close_code is not None:
+                raise self._lost()
+        else:
+            await asyncio.sleep(0)
         return self._loop.time() - start
 
     def abort(self) -> None:
@@ -190,6 +209,15 @@ class _ServerEnd:
         self.peer = peer
         self.node_conn: NodeConnection | None = None
         self._open = True
+        self.reading_paused = False
+
+    def pause_reading(self) -> None:
+        """The node stopped reading this client (half-open link): pings go unanswered until it resumes."""
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        self.client._release_pings()
 
     def receive(self, data: str | bytes) -> None:
         if self._open and self.node_conn is not None:

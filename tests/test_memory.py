@@ -102,3 +102,25 @@ def test_same_seed_same_stream_in_virtual_time():
     a = run_virtual(main())
     b = run_virtual(main())
     assert len(a) > 5 and a == b
+
+
+def test_pings_unanswered_while_the_node_stops_reading():
+    from simulator.scenario import FaultSpec
+
+    async def main():
+        fault = FaultSpec(kind="timeout", at_s=1.0, duration_s=3.0, node="n1", direction="up", params={"timeout": 0.0})
+        node, network = make([fault])
+        node.start()
+        loop = asyncio.get_running_loop()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        assert await channel.ping() == 0.0
+        await asyncio.sleep(1.5)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel.ping(), timeout=1.0)  # half-open: no pong
+        t0 = loop.time()
+        rtt = await channel.ping()  # answered when the fault ends at t=4
+        assert loop.time() == pytest.approx(4.0, abs=1e-6) and rtt == pytest.approx(4.0 - t0, abs=1e-6)
+        await channel.close()
+        node.stop()
+
+    run_virtual(main())
