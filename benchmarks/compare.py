@@ -365,9 +365,10 @@ def compare(
     jobs = [(name, seed, f"runs/{name}-seed{seed}") for name in names for seed in seed_list]
     wall = time.perf_counter()  # reporting only
     results: list[dict[str, Any]] = []
-    bar = _progress(len(jobs), progress)
+    bar = None
     try:
         if executor is None and workers == 1:
+            bar = _progress(len(jobs), progress)
             for name, seed, rel in jobs:
                 results.append(_finish(_run_one(scenario, name, seed, mode, str(out_dir / rel)), rel))
                 if bar:
@@ -380,6 +381,8 @@ def compare(
                     pool.submit(_run_one, scenario, name, seed, mode, str(out_dir / rel)): rel
                     for name, seed, rel in jobs
                 }
+                # The bar (and tqdm's monitor thread) only after the pool has forked its workers.
+                bar = _progress(len(jobs), progress)
                 for fut in cf.as_completed(futures):
                     results.append(_finish(fut.result(), futures[fut]))
                     if bar:

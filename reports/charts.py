@@ -78,7 +78,10 @@ def latency_cdf_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
         if lat.size == 0:
             continue
         ax.plot(np.quantile(lat, q), q, label=name, color=colours[name], lw=1.6)
-    ax.set_xscale("log")
+    if ax.lines:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no acknowledged requests", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("latency from intended send time (ms, log scale)")
     ax.set_ylabel("fraction of requests")
     ax.set_title("Latency CDF per strategy (acknowledged requests, all seeds)")
@@ -119,7 +122,8 @@ def percentiles_over_time_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figu
             ax.plot(centres, values, label=name, color=colours[name], lw=1.3)
     for ax, level in zip(axes, (50, 99), strict=True):
         _shade_faults(ax, scenario, label=level == 50)
-        ax.set_yscale("log")
+        if any(np.isfinite(line.get_ydata()).any() for line in ax.lines):
+            ax.set_yscale("log")
         ax.set_ylabel(f"p{level} latency (ms)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_title("Latency percentiles over time (fault windows shaded)")
@@ -155,7 +159,8 @@ def load_share_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
                 counts[nodes.index(node)] += np.histogram(cols_["intended"][sel], bins=edges)[0]
         total = counts.sum(axis=0)
         share = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
-        ax.stackplot(centres, share, labels=nodes, colors=[cmap(i % 8) for i in range(len(nodes))], alpha=0.9)
+        if nodes:
+            ax.stackplot(centres, share, labels=nodes, colors=[cmap(i % 8) for i in range(len(nodes))], alpha=0.9)
         _shade_faults(ax, scenario, label=False)
         for f in scenario.get("faults", []):
             ax.axvline(float(f["at_s"]), color=FAULT_COLOUR, lw=1)
@@ -261,7 +266,7 @@ def connection_state_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
         runs, scenario, "Connection state timeline (fault start marked)", lambda r: r.series.get("state"), draw
     )
     handles = [Patch(color=c, label=s) for s, c in zip(STATES, STATE_COLOURS, strict=True)]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(STATES), fontsize=8)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
 

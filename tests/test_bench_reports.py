@@ -21,6 +21,8 @@ from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = "round_robin,least_connections,power_of_two_choices,peak_ewma"
+# The fixture's 20 runs take one to several minutes depending on the machine's load.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from matplotlib import image as mpimg
 
 from benchmarks.compare import ComparisonResult, aggregate, compare
 from reports import html as report_html
-from reports.charts import CHARTS
+from reports.charts import CHARTS, render_charts
+from simulator.results import RequestRecorder, RequestTable, RunResult
 from simulator.scenario import parse_scenario
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,6 +99,19 @@ def test_significance_marks_appear_for_a_planted_difference(report: tuple[Compar
     assert '<span class="best">&#9650;</span>' in html.split("<th>runs</th>")[1]
     assert '<span class="worse">&#9660;</span>' in html.split("<th>runs</th>")[1]
     assert "Significant pairwise differences" in html and "None at" not in html.split("Significant pairwise")[1][:200]
+
+
+def test_charts_survive_empty_runs_and_missing_series() -> None:
+    empty = RunResult({"seed": 1, "alerts_fired": []}, RequestTable.from_recorder(RequestRecorder()))
+    scenario = {
+        "duration_s": 5.0,
+        "warmup_s": 1.0,
+        "nodes": [],
+        "faults": [{"kind": "reset", "at_s": 1.0, "duration_s": None, "node": None}],
+    }
+    charts = render_charts({"a": [empty], "b": []}, scenario)
+    assert set(charts) == set(CHARTS)
+    assert all(png[:4] == b"\x89PNG" for png in charts.values())
 
 
 # --- headless Chromium -------------------------------------------------------------------------------------------

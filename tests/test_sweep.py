@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -265,3 +268,32 @@ def test_sweep_on_a_local_dask_cluster(tiny_dir: Path) -> None:
         outcome = run_sweep(sweep, tiny_dir / "dask", executor)
     assert (outcome.executed, outcome.total, len(outcome.records)) == (2, 2, 2)
     assert all(r["status"] == "ok" for r in outcome.records)
+
+
+def test_a_sweep_killed_mid_way_resumes_where_it_stopped(tiny_dir: Path) -> None:
+    """Ctrl-C (SIGINT) to a running ``wsfinal sweep``: it stops with 130, and the next call runs only the rest."""
+    out = tiny_dir / "killed"
+    cmd = [sys.executable, "-m", "benchmarks.cli", "sweep", str(tiny_dir / "sweep.yaml"), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--workers", "1", "--quiet", "--no-report"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        index = out / "index.jsonl"
+        while not (index.exists() and index.read_text().count("\n") >= 1):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    done_before = {r["key"] for r in SweepStore(out).records()}
+    assert 1 <= len(done_before) < 8
+    again: list[str] = []
+    sweep = load_sweep(tiny_dir / "sweep.yaml")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcome = run_sweep(sweep, out, pool, on_record=lambda r: again.append(r["key"]))
+    assert (outcome.skipped, outcome.executed) == (len(done_before), 8 - len(done_before))
+    assert set(again).isdisjoint(done_before) and len(outcome.records) == 8
