@@ -714,6 +714,21 @@ class ManagedConnection(WebSocketConnectionInterface):
         if self._analytics is not None:
             self._analytics_call("record_message", "out", size, now)
 
+    def send_message_nowait(self, message: Any) -> bool | None:
+        """Send without waiting if the transport takes the frame at once: ``True`` sent, ``False`` not connected,
+        ``None`` when it would have to wait (then ``await send_message(message)``). Broadcasts use this to
+        reach many connections with no task per connection."""
+        session = self._session
+        if self._state is not _S.CONNECTED or session is None or session.ended.done():
+            return False
+        if session.outbox or session.send_nowait is None:
+            return None
+        text = message if isinstance(message, str | bytes) else _dumps(message)
+        if session.send_nowait(text):
+            self._count_sent(len(text), self._now())
+            return True
+        return None
+
     async def send_message(self, message: Any) -> bool:
         """Send one message now (dict/list as JSON), within ``message_timeout_seconds``. False if not
         connected, timed out or lost; the failure is counted as an error."""
