@@ -54,12 +54,14 @@ UNMEASURED_PENALTY_MS = 1e6
 class Pool:
     """The members one selection may pick from, in a list with O(1) add and remove (swap with the last)."""
 
-    __slots__ = ("_pos", "members", "strategies")
+    __slots__ = ("_pos", "_tracking", "members", "strategies")
 
     def __init__(self) -> None:
         self.members: list[ConnectionRecord] = []
         self._pos: dict[str, int] = {}
         self.strategies: dict[LoadBalancingStrategy, Strategy] = {}
+        #: The strategies whose index depends on measures (the hot path only updates these).
+        self._tracking: list[Strategy] = []
 
     def __len__(self) -> int:
         return len(self.members)
@@ -87,8 +89,8 @@ class Pool:
             strategy.remove(record)
 
     def update(self, record: ConnectionRecord) -> None:
-        if record.connection_id in self._pos:
-            for strategy in self.strategies.values():
+        if self._tracking and record.connection_id in self._pos:
+            for strategy in self._tracking:
                 strategy.update(record)
 
     def strategy(self, kind: LoadBalancingStrategy) -> Strategy:
@@ -99,6 +101,8 @@ class Pool:
             for record in self.members:
                 found.add(record)
             self.strategies[kind] = found
+            if type(found).update is not Strategy.update:
+                self._tracking.append(found)
         return found
 
 
