@@ -50,6 +50,7 @@ from simulator.results import (
 from simulator.scenario import Scenario
 from simulator.virtual import run_virtual
 from simulator.workload import arrival_times
+from wsfinal.alerts import RouteConfig
 from wsfinal.config import ConnectionConfig, IntegrationConfig, LoadBalancingStrategy
 from wsfinal.connection import ManagedConnection
 from wsfinal.manager import WebSocketIntegrationManager
@@ -64,6 +65,11 @@ MODES = ("virtual", "live")
 DRAIN_SLACK_S = 1.0
 #: Seconds of scenario time between samples of per-connection health, state and outstanding requests.
 SAMPLE_INTERVAL_S = 1.0
+#: Notification grouping for runs: first notice 1 s after an alert group appears, updates every 5 s, repeats of
+#: an unchanged firing alert every 30 s.
+SCENARIO_ROUTE = RouteConfig(group_wait_s=1.0, group_interval_s=5.0, repeat_interval_s=30.0)
+#: Wall-clock second that virtual time 0 stands for in notification payloads (2026-01-01T00:00:00Z).
+VIRTUAL_EPOCH_S = 1_767_225_600.0
 #: Where virtual nodes listen (in-memory, nothing is bound): node i at port BASE_PORT + i.
 BASE_PORT = 7001
 
@@ -288,7 +294,12 @@ def _make_manager(
         rules[name] = {**rules.get(name, {}), **override}
     # The capacity rule measures against this run's connection limit, not the library default.
     rules.setdefault("capacity_warning", {}).setdefault("params", {"max_connections": config.max_connections})
-    return WebSocketIntegrationManager(config, notifiers=[recording], alert_rules=rules)
+    # Scenarios last seconds to minutes: Alertmanager's hour-scale grouping defaults would notify nothing.
+    options: dict[str, Any] = {"route": SCENARIO_ROUTE}
+    if opts.mode == "virtual":
+        # Notification timestamps then come from a fixed epoch, not the wall clock, so they replay too.
+        options["epoch_offset"] = VIRTUAL_EPOCH_S
+    return WebSocketIntegrationManager(config, notifiers=[recording], alert_rules=rules, alert_options=options)
 
 
 async def _register_connections(

@@ -119,3 +119,17 @@ def test_run_command_writes_results_and_rejects_bad_files(tmp_path, capsys):
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="mode='warp'"):
         run(tiny(), mode="warp")
+
+
+def test_alerts_and_notifications_replay_identically(tmp_path):
+    from pathlib import Path
+
+    from simulator.scenario import load_scenario
+
+    demo = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "demo.yaml")
+    a = run(demo).save(tmp_path / "a")
+    b = run(demo).save(tmp_path / "b")
+    events = (a / "events.jsonl").read_text()
+    assert '"alert_firing"' in events and '"notification"' in events
+    assert events == (b / "events.jsonl").read_text()
+    assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()

@@ -57,6 +57,7 @@ class WebSocketIntegrationManager:
         clock: Clock | None = None,
         notifiers: Any = None,
         alert_rules: Any = None,
+        alert_options: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or IntegrationConfig()
         self.store = store or InMemoryConnectionStore(clock=clock)
@@ -88,6 +89,7 @@ class WebSocketIntegrationManager:
                 clock=self._clock,
                 channels=notifiers,
                 rules=alert_rules,
+                **(alert_options or {}),
             )
         self._connections: dict[str, WebSocketConnectionInterface] = {}
         self._configs: dict[str, ConnectionConfig] = {}
