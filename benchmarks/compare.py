@@ -349,7 +349,7 @@ def compare(
     :func:`derive_seeds`) or an explicit list. ``executor`` (for example a Dask ``Client.get_executor()``) is
     used as given and not shut down; otherwise a ``ProcessPoolExecutor(workers)`` is made (``workers=1``
     runs in this process). Run directories go to ``out/runs/STRATEGY-seedSEED``. The caller renders the report
-    next (:func:`reports.html.render_comparison`).
+    next (``reports.html.render_report(result.data, result.out)``).
     """
     names = parse_strategies(strategies)
     if isinstance(seeds, int):

@@ -376,7 +376,8 @@ def verdict(report: GateReport) -> str:
         return f"gate PASSED: {entries} entries, {len(report.checks)} checks" + (
             f", {improved} improved (accept with --update)" if improved else ""
         )
-    return f"gate FAILED: {len(report.failures)} of {len(report.checks)} checks ({entries} entries)"
+    bad = len({c.entry for c in report.failures})
+    return f"gate FAILED: {len(report.failures)} of {len(report.checks)} checks, in {bad} of {entries} entries"
 
 
 def markdown(report: GateReport, suite: Suite) -> str:

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +277,11 @@ def parse_sweep(document: Any, source: str = "<string>", *, base_dir: str | Path
     x = report.get("x") or (next(iter(parameters)) if parameters else None)
     if x is not None and x not in parameters:
         raise SweepError(f"{source}: report.x: {x!r} is not one of the swept parameters ({', '.join(parameters)})")
+    if document.get("mode") == "live" and (document.get("set") or document.get("parameters")):
+        raise SweepError(
+            f"{source}: mode: live runs the exchange from the scenario file itself, so 'set' and 'parameters' "
+            "cannot apply there; sweep parameters in virtual mode, or write one scenario file per variant"
+        )
     sweep = Sweep(
         source=source,
         name=document.get("name") or Path(source).stem,
@@ -594,11 +599,3 @@ def grid_size(sweep: Sweep) -> int:
     for values in sweep.parameters.values():
         n *= len(values)
     return n
-
-
-def strategies_arg(text: str | None, default: Sequence[str]) -> list[str]:
-    """``--strategies a,b`` (or ``all``) to canonical names; ``default`` when not given."""
-    if not text:
-        return list(default)
-    names = _STRATEGIES if text.strip() == "all" else [t for t in text.split(",") if t.strip()]
-    return [LoadBalancingStrategy.parse(n).value for n in names]

@@ -19,6 +19,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"sweep {sweep.name}: {grid_size(sweep)} runs, results in {out}", file=sys.stderr)
     if args.check:
         return 0
+    failed = False
     if not args.report_only:
         try:
             with make_executor(args.workers, args.scheduler) as executor:
@@ -32,12 +33,15 @@ def main(args: argparse.Namespace) -> int:
         )
         for key, reason in outcome.failed:
             print(f"  failed {key}: {reason}", file=sys.stderr)
-    if args.no_report:
-        return 0
-    from .sweep_report import render_sweep_report
+        failed = bool(outcome.failed)
+    if not args.no_report:
+        from .sweep_report import render_sweep_report
 
-    print(f"report: {render_sweep_report(out)}")
-    return 1 if not args.report_only and outcome.failed else 0
+        if not (out / "sweep.json").is_file():
+            print(f"wsfinal sweep: no sweep results in {out}", file=sys.stderr)
+            return 2
+        print(f"report: {render_sweep_report(out)}")
+    return 1 if failed else 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

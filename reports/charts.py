@@ -126,8 +126,10 @@ def percentiles_over_time_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figu
             ax.set_yscale("log")
         ax.set_ylabel(f"p{level} latency (ms)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_title("Latency percentiles over time (fault windows shaded)")
-    _legend(axes[0], fontsize=8, ncol=2, loc="upper left")
+    fig.suptitle("Latency percentiles over time (fault windows shaded)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=8)
     axes[1].set_xlabel("scenario time (s)")
     return fig
 
@@ -161,16 +163,17 @@ def load_share_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
         share = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
         if nodes:
             ax.stackplot(centres, share, labels=nodes, colors=[cmap(i % 8) for i in range(len(nodes))], alpha=0.9)
-        _shade_faults(ax, scenario, label=False)
-        for f in scenario.get("faults", []):
-            ax.axvline(float(f["at_s"]), color=FAULT_COLOUR, lw=1)
+        for f in scenario.get("faults", []):  # lines, not shading: shading would tint the node colours
+            ax.axvline(float(f["at_s"]), color=FAULT_COLOUR, lw=1.2)
+            if f.get("duration_s") is not None:
+                ax.axvline(float(f["at_s"]) + float(f["duration_s"]), color=FAULT_COLOUR, lw=1.2, ls="--")
         ax.set_title(name, fontsize=10)
         ax.set_ylim(0, 1)
         ax.set_xlim(edges[0], edges[-1])
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     _legend(axes[0], fontsize=7, loc="lower left")
-    fig.suptitle("Load share per node over time (fault start marked in red)")
+    fig.suptitle("Load share per node over time (fault start: red line, end: dashed)")
     fig.supxlabel("scenario time (s)", fontsize=9)
     return fig
 
@@ -296,38 +299,39 @@ def health_heatmap_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
 
 
 def alerts_chart(runs: Runs, scenario: Mapping[str, Any]) -> Figure:
-    """When alerts fired, per strategy (one row per seed), marker per rule, faults shaded."""
+    """When alerts fired, one row per strategy and seed, colour and marker per rule, faults shaded."""
     names = list(runs)
     rows: list[tuple[str, RunResult]] = [(n, r) for n in names for r in runs[n]]
     fig = _figure(9, 0.28 * len(rows) + 1.8)
     ax = fig.add_subplot()
-    markers = "ov^s<>dPX*"
-    rules: list[str] = []
-    plotted: set[str] = set()
-    colours = strategy_colours(names)
-    for y, (name, run) in enumerate(rows):
+    points: dict[str, tuple[list[float], list[int]]] = {}
+    for y, (_name, run) in enumerate(rows):
         for a in run.summary.get("alerts_fired", []):
-            rule = str(a.get("rule"))
-            if rule not in rules:
-                rules.append(rule)
-            m = markers[rules.index(rule) % len(markers)]
-            ax.scatter(
-                [a["time"]],
-                [y],
-                marker=m,
-                color=colours[name],
-                s=36,
-                label=rule if rule not in plotted else None,
-                edgecolors="black",
-                linewidths=0.4,
-            )
-            plotted.add(rule)
+            xs, ys = points.setdefault(str(a.get("rule")), ([], []))
+            xs.append(float(a["time"]))
+            ys.append(y)
+    markers = "ov^s<>dPX*"
+    cmap = matplotlib.colormaps["tab10"]
+    for i, (rule, (xs, ys)) in enumerate(points.items()):  # one call per rule: colour and marker name the rule
+        ax.scatter(
+            xs,
+            ys,
+            marker=markers[i % len(markers)],
+            color=cmap(i % 10),
+            s=36,
+            label=rule,
+            edgecolors="black",
+            linewidths=0.4,
+        )
+    plotted = bool(points)
     _shade_faults(ax, scenario)
     ax.set_yticks(range(len(rows)), [f"{n} / seed {r.summary.get('seed')}" for n, r in rows], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, float(scenario.get("duration_s") or 1.0))
     ax.set_xlabel("scenario time (s)")
-    ax.set_title("Alerts fired (marker per rule; fault windows shaded)" + ("" if plotted else ": none fired"))
+    ax.set_title(
+        "Alerts fired (one row per strategy and seed; fault windows shaded)" + ("" if plotted else ": none fired")
+    )
     ax.grid(True, axis="x", alpha=0.3)
     _legend(ax, fontsize=7, loc="upper right")
     return fig

@@ -116,9 +116,8 @@ def build_context(d: dict[str, Any], charts: dict[str, bytes], rendered_at: str)
             }
         )
     significant = []
-    notes: list[str] = []
     # One note on power is enough: the p99 ranking's (every latency metric has the same seeds).
-    notes = list(rankings.get("p99_ms", {}).get("notes", []))
+    notes: list[str] = list(rankings.get("p99_ms", {}).get("notes", []))
     for ranking in rankings.values():
         for t in ranking["tests"]:
             if t["significant"]:

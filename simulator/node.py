@@ -245,7 +245,7 @@ class NodeConnection:
         self._handles.clear()
         self._out.clear()
         self._in.clear()
-        self.node.connections.discard(self)
+        self.node.connections.pop(self, None)
         self.session.on_close(self.node.loop.time())
 
     def closed(self) -> None:
@@ -291,7 +291,9 @@ class ExchangeNode:
             base_latency_s=float(spec.network_latency_s),
             base_jitter_s=float(spec.network_jitter_s),
         )
-        self.connections: set[NodeConnection] = set()
+        # Insertion-ordered (a dict, not a set): iteration order must not depend on memory addresses, or runs
+        # would differ between processes.
+        self.connections: dict[NodeConnection, None] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.origin = 0.0
         self._timers: list[asyncio.TimerHandle] = []
@@ -360,7 +362,7 @@ class ExchangeNode:
             max_frame_bytes=int(getattr(spec, "max_frame_bytes", 1 << 20)),
         )
         conn = NodeConnection(self, channel, session, self.faults.open_link())
-        self.connections.add(conn)
+        self.connections[conn] = None
         now = self.loop.time()
         conn.execute(session.on_open(now), now)
         if self.faults.node_state(now).maintenance:

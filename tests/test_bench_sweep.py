@@ -17,26 +17,26 @@ from benchmarks.sweep import load_sweep, make_executor, run_sweep
 TINY = """\
 name: tiny
 seed: 1
-duration: 8s
+duration: 20s
 warmup: 1s
 nodes:
   - id: node-a
-    service: {distribution: exponential, mean: 2ms, workers: 1}
+    service: {distribution: exponential, mean: 2ms, workers: 2}
     api_keys: {k: s}
   - id: node-b
-    service: {distribution: exponential, mean: 2ms, workers: 1}
+    service: {distribution: exponential, mean: 2ms, workers: 2}
     api_keys: {k: s}
 clients:
   connections:
     - {type: trading, node: node-a, count: 1, api_key: k}
     - {type: trading, node: node-b, count: 1, api_key: k}
   workload:
-    - {type: trading, arrival: poisson, rate: 300/s}
+    - {type: trading, arrival: poisson, rate: 600/s}
 manager:
   strategy: round_robin
   request_timeout: 1s
 faults:
-  - {kind: latency, at: 1s, duration: 1s, node: node-b, latency: 20ms}
+  - {kind: latency, at: 5s, duration: 2s, node: node-b, latency: 20ms}
 """
 
 SWEEP = """\
@@ -45,7 +45,7 @@ scenarios: [tiny.yaml]
 strategies: [round_robin, peak_ewma]
 seeds: [1, 2]
 parameters:
-  faults[0].duration: [1s, 2s]
+  faults[0].duration: [2s, 5s]
 """
 
 

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main as cli_main
-from benchmarks.gate import Suite, SuiteEntry, Tolerance, compare, load_baseline, load_suite, markdown, table
+from benchmarks.gate import (
+    Suite,
+    SuiteEntry,
+    Tolerance,
+    compare,
+    load_baseline,
+    load_suite,
+    markdown,
+    run_suite,
+    table,
+)
 from benchmarks.sweep import SweepError
 from wsfinal import strategies
 from wsfinal.records import ConnectionRecord
@@ -165,3 +175,13 @@ def test_bundled_suite_and_baseline_agree() -> None:
     for e in suite.entries:
         assert baseline[e.name]["key"] == e.key, f"{e.name}: stale baseline; run wsfinal gate --update"
         assert set(baseline[e.name]["metrics"]) == set(suite.tolerances)
+
+
+def test_bundled_gate_passes_on_this_tree_for_one_entry() -> None:
+    """The cheapest entry of the real suite, run here, matches the committed baseline (the full gate runs as
+    ``wsfinal gate`` in CI). If this fails after an intended change: ``wsfinal gate --update`` and commit."""
+    suite = load_suite(ROOT / "benchmarks" / "suite.yaml")
+    suite.entries = [e for e in suite.entries if e.name == "steady-state/round_robin"]
+    report = compare(suite, run_suite(suite), load_baseline(ROOT / "benchmarks" / "baseline.json"))
+    assert report.passed, table(report)
+    assert all(c.delta == 0 for c in report.checks), table(report)  # virtual time: exactly the same numbers

@@ -139,6 +139,10 @@ def test_validation_errors_name_file_and_key_path(tiny_dir: Path) -> None:
     assert "not a key path" in msg
     msg = _sweep_error(tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin]\nseeds: 0\n")
     assert "seeds" in msg
+    msg = _sweep_error(
+        tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin]\nmode: live\nset:\n  duration: 2s\n"
+    )
+    assert "mode: live" in msg
     # a value of the right form that the scenario loader rejects (the fault would end after the run)
     msg = _sweep_error(tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin]\nset:\n  faults[0].at: 10s\n")
     assert "faults[0].at = '10s'" in msg and "tiny.yaml" in msg
@@ -297,3 +301,25 @@ def test_a_sweep_killed_mid_way_resumes_where_it_stopped(tiny_dir: Path) -> None
         outcome = run_sweep(sweep, out, pool, on_record=lambda r: again.append(r["key"]))
     assert (outcome.skipped, outcome.executed) == (len(done_before), 8 - len(done_before))
     assert set(again).isdisjoint(done_before) and len(outcome.records) == 8
+
+
+def test_a_run_that_raises_is_reported_and_retried(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.sweep as sweep_module
+
+    real = sweep_module.execute
+
+    def flaky(document: dict[str, object], source: str, base_dir: str, strategy: str, seed: int, mode: str):  # type: ignore[no-untyped-def]
+        if strategy == "peak_ewma":
+            raise RuntimeError("worker lost")
+        return real(document, source, base_dir, strategy, seed, mode)
+
+    sweep = load_sweep(tiny_dir / "sweep.yaml")
+    monkeypatch.setattr(sweep_module, "execute", flaky)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = run_sweep(sweep, tiny_dir / "out", pool)
+    assert first.executed == 4 and len(first.failed) == 4
+    assert all(reason == "RuntimeError: worker lost" for _, reason in first.failed)
+    monkeypatch.setattr(sweep_module, "execute", real)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        second = run_sweep(sweep, tiny_dir / "out", pool)
+    assert (second.skipped, second.executed, second.failed, len(second.records)) == (4, 4, [], 8)
