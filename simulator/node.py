@@ -99,7 +99,7 @@ class NodeConnection:
         now = self.node.loop.time()
         for d in self.link.plan("up", data, now):
             if isinstance(d, Deliver):
-                if d.at <= now and not self._in:
+                if d.at <= now + self.node.timer_slack_s and not self._in:
                     self._handle_inbound(d.data, now)
                 else:
                     heapq.heappush(self._in, (d.at, next(self._seq), d.data))
@@ -113,12 +113,13 @@ class NodeConnection:
             return
         if self._in_timer is not None:
             self._in_timer[1].cancel()
-        self._in_timer = (at, self.node.loop.call_at(at, self._flush_in))
+        self._in_timer = (at, self.node.loop.call_at(at - self.node.timer_slack_s, self._flush_in))
 
     def _flush_in(self) -> None:
         self._in_timer = None
         now = self.node.loop.time()
-        while self.open and self._in and self._in[0][0] <= now:
+        due = now + self.node.timer_slack_s
+        while self.open and self._in and self._in[0][0] <= due:
             _, _, data = heapq.heappop(self._in)
             self._handle_inbound(data, now)
         if self.open and self._in:
@@ -154,7 +155,7 @@ class NodeConnection:
         if isinstance(d, AbortLink) and d.at <= now:
             self._do(d)  # abrupt: whatever is queued is lost
             return
-        if d.at <= now and not self._out:
+        if d.at <= now + self.node.timer_slack_s and not self._out:
             self._do(d)
             return
         heapq.heappush(self._out, (d.at, next(self._seq), d))
@@ -163,17 +164,18 @@ class NodeConnection:
             return
         if self._out_timer is not None:
             self._out_timer[1].cancel()
-        self._out_timer = (at, self.node.loop.call_at(at, self._flush_out))
+        self._out_timer = (at, self.node.loop.call_at(at - self.node.timer_slack_s, self._flush_out))
 
     def _flush_out(self) -> None:
         self._out_timer = None
         now = self.node.loop.time()
-        while self.open and self._out and self._out[0][0] <= now:
+        due = now + self.node.timer_slack_s
+        while self.open and self._out and self._out[0][0] <= due:
             _, _, d = heapq.heappop(self._out)
             self._do(d)
         if self.open and self._out:
             at = self._out[0][0]
-            self._out_timer = (at, self.node.loop.call_at(at, self._flush_out))
+            self._out_timer = (at, self.node.loop.call_at(at - self.node.timer_slack_s, self._flush_out))
 
     def _do(self, d: Deliver | CloseLink | AbortLink) -> None:
         if not self.open:
@@ -217,7 +219,7 @@ class NodeConnection:
             if self.open:
                 callback(*args)
 
-        handle = self.node.loop.call_at(when, fire)
+        handle = self.node.loop.call_at(when - self.node.timer_slack_s, fire)
         self._handles.add(handle)
 
     def update_reading(self, now: float) -> None:
@@ -294,6 +296,10 @@ class ExchangeNode:
         # Insertion-ordered (a dict, not a set): iteration order must not depend on memory addresses, or runs
         # would differ between processes.
         self.connections: dict[NodeConnection, None] = {}
+        #: Live mode only (set by the server): timers fire this much early and frames due within it go now.
+        #: asyncio on epoll wakes timers up to 1 ms late (millisecond poll timeouts, rounded up); a slack of
+        #: half that centres the error of every delivery on the modelled time. Virtual time needs none (0).
+        self.timer_slack_s = 0.0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.origin = 0.0
         self._timers: list[asyncio.TimerHandle] = []

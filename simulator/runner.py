@@ -48,6 +48,7 @@ from simulator.results import (
     summarize_requests,
 )
 from simulator.scenario import Scenario
+from simulator.server import LIVE_TIMER_SLACK_S
 from simulator.virtual import run_virtual
 from simulator.workload import arrival_times
 from wsfinal.alerts import RouteConfig
@@ -348,6 +349,9 @@ async def _register_connections(
 
 def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, state: _Run) -> None:
     loop = state.loop
+    # Live: asyncio timers wake up to 1 ms late (epoll); firing half a millisecond early centres the send time on
+    # the intended time, as the live exchange does with its own timers. Virtual time is exact.
+    slack = LIVE_TIMER_SLACK_S if state.opts.mode == "live" else 0.0
     rng_root = np.random.SeedSequence(state.seeds["workload"])
     for w, child in zip(scenario.workload, rng_root.spawn(len(scenario.workload)), strict=True):
         symbol = w.symbol or _first_symbol(scenario, w.connection_type)
@@ -363,11 +367,11 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             state.submit(manager, w, order, intended)
             nxt = next(it, None)
             if nxt is not None:
-                loop.call_at(state.t0 + nxt, fire, it, w, order, state.t0 + nxt)
+                loop.call_at(state.t0 + nxt - slack, fire, it, w, order, state.t0 + nxt)
 
         first = next(times, None)
         if first is not None:
-            loop.call_at(state.t0 + first, fire, times, w, order, state.t0 + first)
+            loop.call_at(state.t0 + first - slack, fire, times, w, order, state.t0 + first)
 
 
 def _start_closed_loop(manager: WebSocketIntegrationManager, w: Any, order: dict[str, Any], state: _Run) -> None:

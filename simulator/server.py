@@ -30,6 +30,10 @@ from simulator.node import ExchangeNode
 __all__ = ["ExchangeServer", "LiveChannel", "make_tls_context"]
 
 
+#: Timer slack of live nodes (see ExchangeNode.timer_slack_s): half of epoll's 1 ms timer granularity.
+LIVE_TIMER_SLACK_S = 0.0005
+
+
 class LiveChannel:
     """:class:`~simulator.node.ServerChannel` over a ``websockets`` server connection.
 
@@ -184,6 +188,8 @@ class ExchangeServer:
             )
             for spec in self.specs
         }
+        for node in self.nodes.values():
+            node.timer_slack_s = LIVE_TIMER_SLACK_S
         self.urls: dict[str, str] = {}
         #: The open connections' channels (for backlog and byte counts).
         self.channels: set[LiveChannel] = set()

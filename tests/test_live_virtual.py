@@ -1,6 +1,6 @@
 """Live and virtual mode agree (slow: live runs take real time).
 
-The scenario injects millisecond latencies (service ~5 ms, network 2 ms each way) at a rate the live client
+The scenario injects millisecond latencies (service 10-25 ms, network 5 ms each way) at a rate the live client
 keeps up with on this machine, so loopback overhead is small against what is measured. Per strategy: median
 latency within 10 %, success rate within one percentage point, and where two strategies' p99s differ by more
 than 20 % in virtual time, live ranks them the same way.
@@ -23,12 +23,12 @@ duration: 20s
 warmup: 3s
 nodes:
   - id: fast
-    service: {distribution: exponential, mean: 4ms, workers: 4}
-    network: {latency: 2ms, jitter: 0.2ms}
+    service: {distribution: exponential, mean: 10ms, workers: 8}
+    network: {latency: 5ms, jitter: 0.2ms}
     api_keys: {k: s}
   - id: slow
-    service: {distribution: exponential, mean: 12ms, workers: 4}
-    network: {latency: 2ms, jitter: 0.2ms}
+    service: {distribution: exponential, mean: 25ms, workers: 8}
+    network: {latency: 5ms, jitter: 0.2ms}
     api_keys: {k: s}
 clients:
   connections:
