@@ -34,6 +34,7 @@ from benchmarks import statistics as st
 from simulator.results import OUTCOMES, RunResult, machine_info, software_versions
 from simulator.scenario import Scenario
 from wsfinal.config import LoadBalancingStrategy
+from wsfinal.manager import derive_seeds
 
 COMPARISON_SCHEMA = 1
 REROUTE_WINDOW_S = 1.0
@@ -56,13 +57,6 @@ METRICS: dict[str, tuple[str, bool]] = {
 }
 #: Metrics that get pairwise tests and a ranking.
 RANKED: tuple[str, ...] = ("p50_ms", "p99_ms", "mean_ms", "success_rate", "reroute_s")
-
-
-def derive_seeds(base_seed: int, n: int) -> list[int]:
-    """``n`` run seeds from ``SeedSequence(base_seed).spawn(n)``: child ``i`` gives seed ``i`` (a 32-bit int)."""
-    if n < 1:
-        raise ValueError(f"seeds={n!r}: need at least one seed")
-    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(base_seed).spawn(n)]
 
 
 def parse_strategies(text: str | Sequence[str]) -> list[str]:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import yaml
 
 from simulator.results import RunResult
@@ -41,6 +40,7 @@ from simulator.scenario import ScenarioError, load_scenario, parse_scenario, saf
 from simulator.scenario_schema import format_path
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UsageError
+from wsfinal.manager import derive_seeds
 
 __all__ = [
     "METRICS",
@@ -212,11 +212,6 @@ class Sweep:
     report_x: str | None = None
     report_metrics: list[str] = field(default_factory=lambda: ["p99_ms", "success_rate"])
     documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
-
-
-def derive_seeds(base_seed: int, n: int) -> list[int]:
-    """``n`` run seeds from ``SeedSequence(base_seed).spawn(n)`` (the same derivation ``wsfinal compare`` uses)."""
-    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(base_seed).spawn(n)]
 
 
 def schema_problems(document: Any, schema_validator: jsonschema.protocols.Validator) -> list[str]:

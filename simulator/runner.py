@@ -54,7 +54,7 @@ from simulator.workload import arrival_times
 from wsfinal.alerts import RouteConfig
 from wsfinal.config import ConnectionConfig, IntegrationConfig, LoadBalancingStrategy
 from wsfinal.connection import ManagedConnection
-from wsfinal.manager import WebSocketIntegrationManager
+from wsfinal.manager import WebSocketIntegrationManager, derive_seeds
 from wsfinal.notifications import RecordingNotifier
 from wsfinal.requests import RequestOutcome
 from wsfinal.transport import Transport, WebsocketsTransport
@@ -95,8 +95,7 @@ def order_for(symbol: str) -> dict[str, Any]:
 def seeds_for(seed: int) -> dict[str, int]:
     """Independent seeds for the parts of a run, from ``SeedSequence(seed).spawn``."""
     names = ("manager", "workload", "connections")
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {name: int(child.generate_state(1)[0]) for name, child in zip(names, children, strict=True)}
+    return dict(zip(names, derive_seeds(seed, len(names)), strict=True))
 
 
 def run(

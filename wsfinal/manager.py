@@ -38,7 +38,10 @@ S = ConnectionState
 
 
 def derive_seeds(seed: int, n: int) -> list[int]:
-    """``n`` independent integer seeds from one, via ``numpy.random.SeedSequence.spawn``."""
+    """``n`` independent integer seeds from one: child ``i`` of ``numpy.random.SeedSequence(seed).spawn(n)``
+    gives seed ``i`` (a 32-bit int). The one place seeds are derived, for the manager, runs and comparisons."""
+    if n < 1:
+        raise ValueError(f"seeds={n!r}: need at least one seed")
     return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
 
 

@@ -154,24 +154,32 @@ class RandomChoice(Strategy):
         return members[int(rng.random() * len(members))]
 
 
-def _two_distinct(members: list[ConnectionRecord], rng: random.Random) -> tuple[ConnectionRecord, ConnectionRecord]:
-    n = len(members)
-    i = int(rng.random() * n)
-    j = int(rng.random() * (n - 1))
-    if j >= i:
-        j += 1
-    return members[i], members[j]
-
-
-class PowerOfTwoChoices(Strategy):
-    kind = LBS.POWER_OF_TWO_CHOICES
+class _TwoChoices(Strategy):
+    """Two distinct members at random; :meth:`prefer_second` says whether the second one wins (Envoy/Finagle P2C)."""
 
     def select(self, now: float, rng: random.Random) -> ConnectionRecord | None:
         members = self.pool.members
-        if len(members) < 2:
+        n = len(members)
+        if n < 2:
             return members[0] if members else None
-        a, b = _two_distinct(members, rng)
-        return b if b.outstanding < a.outstanding else a
+        i = int(rng.random() * n)
+        j = int(rng.random() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = members[i], members[j]
+        return b if self.prefer_second(a, b, now) else a
+
+    @staticmethod
+    @abstractmethod
+    def prefer_second(a: ConnectionRecord, b: ConnectionRecord, now: float) -> bool: ...
+
+
+class PowerOfTwoChoices(_TwoChoices):
+    kind = LBS.POWER_OF_TWO_CHOICES
+
+    @staticmethod
+    def prefer_second(a: ConnectionRecord, b: ConnectionRecord, now: float) -> bool:
+        return b.outstanding < a.outstanding
 
 
 def peak_ewma_cost(record: ConnectionRecord, now: float) -> float:
@@ -182,28 +190,22 @@ def peak_ewma_cost(record: ConnectionRecord, now: float) -> float:
     return latency * (record.outstanding + 1)
 
 
-class PeakEwma(Strategy):
+class PeakEwma(_TwoChoices):
     kind = LBS.PEAK_EWMA
 
-    def select(self, now: float, rng: random.Random) -> ConnectionRecord | None:
-        members = self.pool.members
-        if len(members) < 2:
-            return members[0] if members else None
-        a, b = _two_distinct(members, rng)
-        return b if peak_ewma_cost(b, now) < peak_ewma_cost(a, now) else a
+    @staticmethod
+    def prefer_second(a: ConnectionRecord, b: ConnectionRecord, now: float) -> bool:
+        return peak_ewma_cost(b, now) < peak_ewma_cost(a, now)
 
 
-class HealthBased(Strategy):
+class HealthBased(_TwoChoices):
     kind = LBS.HEALTH_BASED
 
-    def select(self, now: float, rng: random.Random) -> ConnectionRecord | None:
-        members = self.pool.members
-        if len(members) < 2:
-            return members[0] if members else None
-        a, b = _two_distinct(members, rng)
+    @staticmethod
+    def prefer_second(a: ConnectionRecord, b: ConnectionRecord, now: float) -> bool:
         if abs(b.health_score - a.health_score) > HEALTH_BAND:
-            return b if b.health_score > a.health_score else a
-        return b if b.outstanding < a.outstanding else a
+            return b.health_score > a.health_score
+        return b.outstanding < a.outstanding
 
 
 class _LeastMeasure(Strategy):
