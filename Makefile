@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-slow lint format bench bench-save bench-gate demo clean
+.PHONY: help venv test test-slow lint format bench bench-save bench-gate demo compat clean
 
 help:
 	@echo "make demo       create .venv, install, run the main job and write a report"
@@ -12,6 +12,7 @@ help:
 	@echo "make test-slow  the long live/soak tests (deselected from make test)"
 	@echo "make lint       ruff format --check, ruff check, mypy --strict on wsfinal/"
 	@echo "make bench      pytest-benchmark microbenchmarks (deselected from make test)"
+	@echo "make compat     the official Bitfinex client (bitfinex-api-py, own venv .venv-bfx) against the fake exchange"
 	@echo "make bench-gate compare the microbenchmarks against the saved run (fails on median regressions)"
 
 $(STAMP): pyproject.toml
@@ -49,5 +50,9 @@ bench-gate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/wsfinal demo
 
+compat: $(STAMP)
+	bash tools/compat_venv.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/test_official_client.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks build *.egg-info
+	rm -rf $(VENV) .venv-bfx .pytest_cache .mypy_cache .ruff_cache .benchmarks build *.egg-info
