@@ -4,7 +4,8 @@ The system: ``nodes`` M/M/1 queues, Poisson arrivals at utilisation ``rho``, eac
 The full manager (balancer, store, analytics, connections, exchange sessions, in-memory transport) runs it on the
 virtual-time loop; SimPy runs the same queueing system as a textbook process-per-request model in the same
 process. The figure is requests simulated per wall second, and the ratio manager / SimPy (DESIGN.md's goal: 1.0).
-With ``--profile``, where the manager's time goes.
+With ``--profile``, where the manager's time goes. With ``--scenarios``, also simulated seconds per wall second of
+each bundled scenario (``scenarios/*.yaml``) run once in virtual time with its own strategy and seed.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import io
 import pstats
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from simulator.queueing import queueing_scenario
 from simulator.runner import run
+from simulator.scenario import load_scenario
+
+#: The bundled scenarios (what ``--scenarios`` runs by default).
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def simpy_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int = 1) -> tuple[float, int]:
@@ -85,7 +91,52 @@ def profile(nodes: int, rho: float, mu: float, duration_s: float, top: int = 25)
     return out.getvalue()
 
 
+def scenario_speeds(paths: list[Path]) -> list[dict[str, Any]]:
+    """Run each scenario once in virtual time (its own strategy and seed): simulated seconds per wall second."""
+    rows = []
+    for path in paths:
+        scenario = load_scenario(path)
+        start = time.perf_counter()
+        result = run(scenario, mode="virtual")
+        wall = time.perf_counter() - start
+        simulated = float(result.summary.get("simulated_s") or 0.0)
+        requests = int(result.summary["accounting"]["submitted"])
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "status": result.summary["status"],
+                "simulated_s": simulated,
+                "wall_s": wall,
+                "simulated_per_wall_s": simulated / wall if wall else 0.0,
+                "requests": requests,
+                "requests_per_wall_s": requests / wall if wall else 0.0,
+            }
+        )
+    return rows
+
+
+def format_speeds(rows: list[dict[str, Any]]) -> str:
+    """The ``--scenarios`` table."""
+    lines = [f"{'scenario':<22}{'simulated s':>12}{'wall s':>9}{'sim s/wall s':>14}{'requests':>10}{'req/wall s':>12}"]
+    for r in rows:
+        lines.append(
+            f"{r['scenario']:<22}{r['simulated_s']:>12.1f}{r['wall_s']:>9.2f}{r['simulated_per_wall_s']:>14.2f}"
+            f"{r['requests']:>10,}{r['requests_per_wall_s']:>12,.0f}" + ("" if r["status"] == "ok" else "  FAILED")
+        )
+    total_sim = sum(r["simulated_s"] for r in rows)
+    total_wall = sum(r["wall_s"] for r in rows)
+    if rows and total_wall:
+        lines.append(f"{'all':<22}{total_sim:>12.1f}{total_wall:>9.2f}{total_sim / total_wall:>14.2f}")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.scenarios is not None:
+        paths = [Path(p) for p in args.scenarios] or sorted(SCENARIO_DIR.glob("*.yaml"))
+        print("Bundled scenarios in virtual time (one run each, the scenario's strategy and seed):")
+        print(format_speeds(scenario_speeds(paths)))
+        if args.scenarios_only:
+            return 0
     r = measure(args.nodes, args.rho, args.mu, args.duration)
     print(
         f"{args.nodes} M/M/1 nodes at utilisation {args.rho:g}, {args.duration:g} s simulated:\n"
@@ -108,4 +159,11 @@ def register_virtual(bench_sub: Any) -> None:
     p.add_argument("--mu", type=float, default=100.0, help="service rate per node, per second (default 100)")
     p.add_argument("--duration", type=float, default=10.0, help="simulated seconds (default 10)")
     p.add_argument("--profile", action="store_true", help="also print where the manager's time goes")
+    p.add_argument(
+        "--scenarios",
+        nargs="*",
+        metavar="YAML",
+        help="also print simulated seconds per wall second of each scenario (default: the bundled ones)",
+    )
+    p.add_argument("--scenarios-only", action="store_true", help="with --scenarios: skip the SimPy comparison")
     p.set_defaults(func=main)

@@ -38,13 +38,19 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wsfinal.exceptions import UsageError
 
 from .book import FREQUENCIES, LENGTHS, PRECISIONS
 from .market import MarketEvent, MarketFeed, channel_key
+from .order_text import ORDER_CACHE_SIZE as _ORDER_CACHE_SIZE
+from .order_text import OrderShape as _OrderShape
+from .order_text import loads as _loads
+from .order_text import note_parts as _note_parts
+from .order_text import number as _number
+from .order_text import order_shape as _order_shape
 
 # ----------------------------------------------------------------------------- protocol constants
 
@@ -128,6 +134,8 @@ class Order:
     cid: int
     request: list[Any]
     received_at: float
+    #: What the session validated and cached for orders of this shape (its ``_OrderShape``), or None.
+    shape: Any = field(default=None, compare=False, repr=False)
 
 
 Action = Send | Close | Order
@@ -184,6 +192,7 @@ class ExchangeSession:
         self._pub_seq = 0
         self._auth_seq = 0
         self._epoch_s = market.epoch_s
+        self._order_cache: dict[tuple[str, str, str, str], _OrderShape] = {}  # order path: see _order_shape
 
     # ------------------------------------------------------------------ properties
 
@@ -234,7 +243,10 @@ class ExchangeSession:
         out: list[Action] = []
         by_symbol = self._by_symbol
         flags = self.flags
-        plain = not flags & (FLAG_SEQ_ALL | FLAG_TIMESTAMP)
+        # Without SEQ_ALL a frame depends only on the event, the channel id and the flags: it is made once per
+        # event and shared (in ev.frames) by every session with the same channel id and flags.
+        shared = not flags & FLAG_SEQ_ALL
+        timestamps = bool(flags & FLAG_TIMESTAMP)
         checksums = bool(flags & FLAG_OB_CHECKSUM)
         last_sent = self._last_sent
         for ev in events:
@@ -247,24 +259,27 @@ class ExchangeSession:
                 if texts is None or ev.seq <= sub.since_seq:
                     continue
                 prefix = sub.prefix
-                if checksums and sub.book:
-                    cs = ev.checksums.get(sub.key)
-                    if cs is not None:
-                        texts = (*texts, f'"cs",{cs}')
-                if plain:
-                    for text in texts:
-                        out.append(Send(prefix + text + "]"))
-                else:  # _wrap() inlined: this loop runs once per frame per client
-                    tail = f",{round((self._epoch_s + ev.time) * 1000.0)}]" if flags & FLAG_TIMESTAMP else "]"
-                    if flags & FLAG_SEQ_ALL:
-                        seq = self._pub_seq
-                        for text in texts:
-                            seq += 1
-                            out.append(Send(f"{prefix}{text},{seq}{tail}"))
-                        self._pub_seq = seq
-                    else:
-                        for text in texts:
-                            out.append(Send(prefix + text + tail))
+                with_cs = checksums and sub.book and sub.key in ev.checksums
+                if shared:
+                    frame_key = (sub.key, prefix, with_cs, timestamps)
+                    sends = ev.frames.get(frame_key)
+                    if sends is None:
+                        if with_cs:
+                            texts = (*texts, f'"cs",{ev.checksums[sub.key]}')
+                        tail = f",{round((self._epoch_s + ev.time) * 1000.0)}]" if timestamps else "]"
+                        sends = ev.frames[frame_key] = [Send(prefix + text + tail) for text in texts]
+                    out.extend(sends)
+                    last_sent[sub.chan_id] = now
+                    continue
+                if with_cs:
+                    texts = (*texts, f'"cs",{ev.checksums[sub.key]}')
+                # SEQ_ALL: _wrap() inlined, this loop runs once per frame per client
+                tail = f",{round((self._epoch_s + ev.time) * 1000.0)}]" if timestamps else "]"
+                seq = self._pub_seq
+                for text in texts:
+                    seq += 1
+                    out.append(Send(f"{prefix}{text},{seq}{tail}"))
+                self._pub_seq = seq
                 last_sent[sub.chan_id] = now
         return out
 
@@ -297,7 +312,7 @@ class ExchangeSession:
         request = order.request
         fields = request[3] if len(request) > 3 and isinstance(request[3], dict) else {"cid": order.cid}
         if ok:
-            return [self._notification(fields, now, ok=True, code=None, text=text)]
+            return [self._notification(fields, now, ok=True, code=None, text=text, shape=order.shape)]
         code = ERR_UNKNOWN_EVENT if code is None else code
         return [self._notification(fields, now, ok=False, code=code, text=text)]
 
@@ -363,7 +378,7 @@ class ExchangeSession:
             except UnicodeDecodeError:
                 return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not UTF-8)")]
         try:
-            msg = json.loads(data)
+            msg = _loads(data)
         except (ValueError, RecursionError):
             return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not JSON)")]
         if isinstance(msg, dict):
@@ -519,16 +534,40 @@ class ExchangeSession:
             return [self._notification(fields, now, ok=False, code=ERR_AUTH_FAILED, text="")]
         if self.maintenance:
             return [self._notification(fields, now, ok=False, code=INFO_MAINTENANCE_START, text="")]
-        problem = self._order_problem(fields)
+        cid = fields.get("cid")
+        if type(cid) is not int or not 0 <= cid < _MAX_CID:
+            problem: tuple[int, str] | None = (ERR_PARAMS, _BAD_CID)
+            entry = None
+        else:
+            key = _order_shape(fields)
+            entry = None if key is None else self._shape_entry(key, fields)
+            problem = self._fields_problem(fields) if entry is None else entry.problem
         if problem is not None:
             code, text = problem
             return [self._notification(fields, now, ok=False, code=code, text=text)]
-        return [Order(cid=fields["cid"], request=msg, received_at=now)]
+        return [Order(cid, msg, now, entry)]
 
     def _order_problem(self, o: dict[str, Any]) -> tuple[int, str] | None:
+        """What is wrong with an order's fields (``[0,"on",null,{fields}]``), or None."""
         cid = o.get("cid")
         if type(cid) is not int or not 0 <= cid < _MAX_CID:
-            return ERR_PARAMS, "Invalid order: cid must be an integer in [0, 2^53)"
+            return ERR_PARAMS, _BAD_CID
+        shape = _order_shape(o)
+        if shape is None:
+            return self._fields_problem(o)
+        return self._shape_entry(shape, o).problem
+
+    def _shape_entry(self, shape: tuple[str, str, str, str], o: dict[str, Any]) -> _OrderShape:
+        cache = self._order_cache
+        entry = cache.get(shape)
+        if entry is None:
+            if len(cache) >= _ORDER_CACHE_SIZE:
+                cache.clear()
+            entry = cache[shape] = _OrderShape(self._fields_problem(o))
+        return entry
+
+    def _fields_problem(self, o: dict[str, Any]) -> tuple[int, str] | None:
+        """What is wrong with an order's fields other than ``cid``, or None."""
         order_type = o.get("type")
         if not isinstance(order_type, str) or not order_type or len(order_type) > 64:
             return ERR_PARAMS, "Invalid order: type"
@@ -543,33 +582,39 @@ class ExchangeSession:
             return ERR_PARAMS, "Invalid order: price"
         return None
 
-    def _notification(self, o: dict[str, Any], now: float, *, ok: bool, code: int | None, text: str) -> Send:
-        cid = o.get("cid") if type(o.get("cid")) is int else None
-        gid = o.get("gid") if type(o.get("gid")) is int else None
-        symbol = o.get("symbol") if isinstance(o.get("symbol"), str) and len(o["symbol"]) <= 32 else None
-        order_type = o.get("type") if isinstance(o.get("type"), str) and len(o["type"]) <= 64 else None
-        amount = _number(o.get("amount"))
-        price = _number(o.get("price"))
-        flags = o.get("flags") if type(o.get("flags")) is int and 0 <= o["flags"] < 2**31 else 0
-        mts = self.market.mts(now)
-        order_id = self.market.next_order_id() if ok else None
-        stamp = mts if ok else None
-        order = [
-            order_id, gid, cid, symbol, stamp, stamp, amount, amount, order_type, None,
-            None, None, flags, "ACTIVE" if ok else None, None, None, price or 0, 0, 0, 0,
-            None, None, None, 0, 1 if o.get("hidden") in (1, True) else 0, None, None, None, "API>BFX", None,
-            None, None,
-        ]  # fmt: skip
+    def _notification(
+        self, o: dict[str, Any], now: float, *, ok: bool, code: int | None, text: str, shape: Any = None
+    ) -> Send:
+        # Written out by hand (f-strings, not json over a 32-element list): this runs once per order, and the
+        # parts that do not depend on cid, time and order id are made once per order shape (see _OrderShape).
+        # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_node.py checks it).
+        cid = o.get("cid")
+        cid_text = int.__repr__(cid) if type(cid) is int else "null"
+        parts = None
+        if ok and not text and code is None:
+            entry = shape  # the _OrderShape found when the order was accepted, if any
+            if entry is None:
+                key = _order_shape(o)
+                entry = None if key is None else self._shape_entry(key, o)
+            if entry is not None:
+                parts = entry.success
+                if parts is None:
+                    parts = entry.success = _note_parts(o, ok=True, code=None, text="")
+        if parts is None:
+            if not ok:
+                text = text or self.order_error_text(code or ERR_UNKNOWN_EVENT)
+            parts = _note_parts(o, ok=ok, code=code, text=text)
+        mts = round((self._epoch_s + now) * 1000.0)  # = market.mts(now), inlined: hot path
+        gid_text, symbol_text, rest = parts
         if ok:
-            status = "SUCCESS"
-            side = "buy" if (amount or 0) > 0 else "sell"
-            base = (symbol or "t???")[1:4] if symbol and ":" not in symbol else (symbol or "t?:").split(":")[0][1:]
-            text = text or f"Submitting {(order_type or '').lower()} {side} order for {abs(amount or 0)} {base}."
+            stamp = int.__repr__(mts)
+            order = f"{self.market.next_order_id()},{gid_text},{cid_text},{symbol_text},{stamp},{stamp},{rest}"
         else:
-            status = "ERROR"
-            text = text or self.order_error_text(code or ERR_UNKNOWN_EVENT)
-        note = [mts, "on-req", None, None, order, code, status, text]
-        return Send(self._wrap("[0,", '"n",' + _EVENT_DUMPS(note), now, auth=ok))
+            order = f"null,{gid_text},{cid_text},{symbol_text},null,null,{rest}"
+        return Send(self._wrap("[0,", f'"n",[{mts},"on-req",null,null,[{order}', now, auth=ok))
+
+
+_BAD_CID = "Invalid order: cid must be an integer in [0, 2^53)"
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -577,22 +622,6 @@ class ExchangeSession:
 
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
-
-
-def _number(value: object) -> float | None:
-    """A finite number from a JSON number or numeric string (Bitfinex accepts both), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        result = float(value) if not isinstance(value, int) or abs(value) < 2**63 else math.inf
-    elif isinstance(value, str) and len(value) <= 40:
-        try:
-            result = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return result if math.isfinite(result) else None
 
 
 def _is_short_scalar(value: object) -> bool:

@@ -14,6 +14,7 @@ client's copy equal to the view; :func:`book_checksum` is computed over that vie
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
 #: Amounts are integers in units of 10**AMOUNT_EXP (0.0001). Every level holds at least MIN_AMOUNT_UNITS,
@@ -43,6 +44,23 @@ def format_decimal(n: int, exp: int) -> str:
     q, r = divmod(-n if n < 0 else n, _POW10[k] if k < 32 else 10**k)
     text = f"{q}.{r:0{k}d}".rstrip("0") if r else str(q)
     return "-" + text if n < 0 else text
+
+
+_TEXTS: dict[int, dict[int, str]] = {}  # exp -> n -> format_decimal(n, exp)
+_TEXTS_MAX = 1 << 16
+
+
+def decimal_text(n: int, exp: int) -> str:
+    """:func:`format_decimal`, memoised: the stream prints the same prices and amounts over and over."""
+    cache = _TEXTS.get(exp)
+    if cache is None:
+        cache = _TEXTS[exp] = {}
+    text = cache.get(n)
+    if text is None:
+        if len(cache) >= _TEXTS_MAX:  # bounded: forget everything now and then
+            cache.clear()
+        text = cache[n] = format_decimal(n, exp)
+    return text
 
 
 def signed_crc32(text: str) -> int:
@@ -121,8 +139,11 @@ def aggregate(
     return [(k, buckets[k][0], buckets[k][1]) for k in keys]
 
 
-# price bucket -> (count, amount units, price text, signed amount text): a level as last sent to clients
-_Store = dict[int, tuple[int, int, str, str]]
+# price bucket -> (count, amount units, price text, signed amount text, "price:amount" text): a level as last sent
+_Store = dict[int, tuple[int, int, str, str, str]]
+
+#: An incremental refill walks at most this many empty grid steps before it sorts the rest of the side instead.
+_WALK_LIMIT = 4096
 
 
 class BookView:
@@ -132,15 +153,21 @@ class BookView:
     previous view into the new one (deletions first, so a client that trims its copy to ``length`` after
     every insert never drops a level it should keep), and updates :attr:`checksum`. Level texts are made
     once, when a level changes, and reused for snapshots and checksums.
+
+    A P0 view can be refreshed incrementally: pass ``changed=(bid indices, ask indices)``, the raw levels
+    touched (set, changed or deleted) since this view's previous refresh; the result is the same as a full
+    recompute, at a cost that grows with the number of changes rather than with the book.
     """
 
     __slots__ = (
+        "_ask_keys",
         "_ask_store",
+        "_bid_keys",
         "_bid_store",
+        "_cs_asks",
+        "_cs_bids",
         "_fresh",
         "_price_cache",
-        "asks",
-        "bids",
         "checksum",
         "factor",
         "length",
@@ -151,14 +178,29 @@ class BookView:
         self.factor = 10 ** PRECISIONS[prec]
         self.length = length
         self.price_exp = book.price_exp + PRECISIONS[prec]
-        self.bids: list[Level] = []
-        self.asks: list[Level] = []
+        # Sorted best first as ascending keys: -bucket for bids, bucket for asks (so bisect works on both).
+        self._bid_keys: list[int] = []
+        self._ask_keys: list[int] = []
         self.checksum = 0
         self._bid_store: _Store = {}
         self._ask_store: _Store = {}
+        self._cs_bids: list[str] = []
+        self._cs_asks: list[str] = []
         self._price_cache: dict[int, str] = {}
         self._fresh = True
         self.refresh(book)
+
+    @property
+    def bids(self) -> list[Level]:
+        """(bucket, count, amount units) best first."""
+        store = self._bid_store
+        return [(-k, store[-k][0], store[-k][1]) for k in self._bid_keys]
+
+    @property
+    def asks(self) -> list[Level]:
+        """(bucket, count, amount units) best first."""
+        store = self._ask_store
+        return [(k, store[k][0], store[k][1]) for k in self._ask_keys]
 
     def _price(self, bucket: int) -> str:
         cache = self._price_cache
@@ -171,34 +213,53 @@ class BookView:
 
     def snapshot_text(self) -> str:
         """The snapshot payload: bids best first, then asks best first, as Bitfinex sends it."""
-        rows = [f"[{p},{c},{a}]" for c, _, p, a in (self._bid_store[b] for b, _, _ in self.bids)]
-        rows.extend(f"[{p},{c},{a}]" for c, _, p, a in (self._ask_store[b] for b, _, _ in self.asks))
+        bid_store, ask_store = self._bid_store, self._ask_store
+        rows = [f"[{p},{c},{a}]" for c, _, p, a, _ in (bid_store[-k] for k in self._bid_keys)]
+        rows.extend(f"[{p},{c},{a}]" for c, _, p, a, _ in (ask_store[k] for k in self._ask_keys))
         return "[" + ",".join(rows) + "]"
 
-    def refresh(self, book: RawBook) -> list[str]:
-        """Recompute from ``book``; return the update payloads (``[price,count,amount]`` texts)."""
-        new_bids = aggregate(book.bids, self.factor, bids=True, length=self.length, mid=book.mid)
-        new_asks = aggregate(book.asks, self.factor, bids=False, length=self.length, mid=book.mid)
+    def refresh(self, book: RawBook, changed: tuple[Iterable[int], Iterable[int]] | None = None) -> list[str]:
+        """Bring the view up to date with ``book``; return the update payloads (``[price,count,amount]`` texts).
+
+        ``changed``: the raw bid and ask indices touched since this view's last refresh (P0 only; ignored
+        for P1-P4 and on the first refresh). Without it the view is recomputed from the whole book.
+        """
         deletes: list[str] = []
         changes: list[str] = []
-        bid_store = self._update_side(new_bids, self._bid_store, 1, deletes, changes)
-        ask_store = self._update_side(new_asks, self._ask_store, -1, deletes, changes)
-        self.bids, self.asks = new_bids, new_asks
-        self._bid_store, self._ask_store = bid_store, ask_store
+        if changed is not None and self.factor == 1 and not self._fresh:
+            self._apply(book.bids, changed[0], self._bid_keys, self._bid_store, True, deletes, changes)
+            self._apply(book.asks, changed[1], self._ask_keys, self._ask_store, False, deletes, changes)
+        else:
+            new_bids = aggregate(book.bids, self.factor, bids=True, length=self.length, mid=book.mid)
+            new_asks = aggregate(book.asks, self.factor, bids=False, length=self.length, mid=book.mid)
+            self._bid_store = self._update_side(new_bids, self._bid_store, 1, deletes, changes)
+            self._ask_store = self._update_side(new_asks, self._ask_store, -1, deletes, changes)
+            self._bid_keys = [-b for b, _, _ in new_bids]
+            self._ask_keys = [a for a, _, _ in new_asks]
         if deletes or changes or self._fresh:
             self._fresh = False
-            parts: list[str] = []
-            top_bids = new_bids[:CHECKSUM_DEPTH]
-            top_asks = new_asks[:CHECKSUM_DEPTH]
-            for i in range(max(len(top_bids), len(top_asks))):
-                if i < len(top_bids):
-                    level = bid_store[top_bids[i][0]]
-                    parts += (level[2], level[3])
-                if i < len(top_asks):
-                    level = ask_store[top_asks[i][0]]
-                    parts += (level[2], level[3])
-            self.checksum = signed_crc32(":".join(parts))
+            self._update_checksum()
         return deletes + changes
+
+    def _update_checksum(self) -> None:
+        bid_store, ask_store = self._bid_store, self._ask_store
+        cs_bids = [bid_store[-k][4] for k in self._bid_keys[:CHECKSUM_DEPTH]]
+        cs_asks = [ask_store[k][4] for k in self._ask_keys[:CHECKSUM_DEPTH]]
+        if cs_bids == self._cs_bids and cs_asks == self._cs_asks:
+            return  # the change was below the top 25 levels (or the book is empty: crc32 of "" is 0)
+        self._cs_bids, self._cs_asks = cs_bids, cs_asks
+        n_b, n_a = len(cs_bids), len(cs_asks)
+        if n_b == n_a:
+            parts = cs_bids + cs_asks
+            parts[0::2], parts[1::2] = cs_bids, cs_asks
+        else:
+            parts = []
+            for i in range(max(n_b, n_a)):
+                if i < n_b:
+                    parts.append(cs_bids[i])
+                if i < n_a:
+                    parts.append(cs_asks[i])
+        self.checksum = signed_crc32(":".join(parts))
 
     def _update_side(
         self, levels: list[Level], old: _Store, sign: int, deletes: list[str], changes: list[str]
@@ -210,13 +271,86 @@ class BookView:
                 new[bucket] = prev
                 continue
             price = self._price(bucket)
-            amount_text = format_decimal(amount if sign > 0 else -amount, AMOUNT_EXP)
-            new[bucket] = (count, amount, price, amount_text)
+            amount_text = decimal_text(amount if sign > 0 else -amount, AMOUNT_EXP)
+            new[bucket] = (count, amount, price, amount_text, f"{price}:{amount_text}")
             changes.append(f"[{price},{count},{amount_text}]")
         for bucket in old:
             if bucket not in new:
                 deletes.append(f"[{self._price(bucket)},0,{sign}]")
         return new
+
+    def _apply(
+        self,
+        side: dict[int, list[int]],
+        dirty: Iterable[int],
+        keys: list[int],
+        store: _Store,
+        bids: bool,
+        deletes: list[str],
+        changes: list[str],
+    ) -> None:
+        """Incremental P0 refresh of one side (see :meth:`refresh`); ``keys`` and ``store`` change in place."""
+        length = self.length
+        was_full = len(keys) == length  # full: the view holds the best ``length`` levels; else all of them
+        worst = keys[-1] if keys else 0
+        removed: list[int] = []
+        touched: set[int] = set()
+        for idx in dirty:
+            k = -idx if bids else idx
+            level = side.get(idx)
+            if idx in store:
+                if level is None:
+                    del keys[bisect_left(keys, k)]
+                    removed.append(k)
+                else:
+                    touched.add(k)
+            elif level is not None and (not was_full or k < worst):
+                insort(keys, k)
+                touched.add(k)
+        if len(keys) > length:  # new levels pushed the worst ones out
+            for k in keys[length:]:
+                touched.discard(k)
+                if (-k if bids else k) in store:
+                    removed.append(k)
+            del keys[length:]
+        elif was_full and len(keys) < length:
+            # keys now hold every raw level at or better than the old worst: refill from beyond it
+            self._refill(side, keys, worst, bids, touched)
+        if not removed and not touched:
+            return
+        sign = 1 if bids else -1
+        if removed:
+            removed.sort()
+            for k in removed:
+                deletes.append(f"[{store.pop(-k if bids else k)[2]},0,{sign}]")
+        for k in sorted(touched):
+            idx = -k if bids else k
+            count, amount = side[idx]
+            prev = store.get(idx)
+            if prev is not None and prev[0] == count and prev[1] == amount:
+                continue
+            price = prev[2] if prev is not None else self._price(idx)
+            amount_text = decimal_text(amount if bids else -amount, AMOUNT_EXP)
+            store[idx] = (count, amount, price, amount_text, f"{price}:{amount_text}")
+            changes.append(f"[{price},{count},{amount_text}]")
+
+    def _refill(self, side: dict[int, list[int]], keys: list[int], worst: int, bids: bool, touched: set[int]) -> None:
+        remaining = len(side) - len(keys)  # raw levels worse than the old worst
+        need = self.length - len(keys)
+        k = worst
+        for _ in range(_WALK_LIMIT):
+            if need == 0 or remaining == 0:
+                return
+            k += 1
+            if (-k if bids else k) in side:
+                keys.append(k)
+                touched.add(k)
+                need -= 1
+                remaining -= 1
+        if need and remaining:  # a wide gap: sort what is left instead of walking it
+            rest = sorted(key for key in ((-i if bids else i) for i in side) if key > k)[:need]
+            keys.extend(rest)
+            touched.update(rest)
 
 
 def checksum_of_levels(levels: Iterable[Sequence[float | int]]) -> int:

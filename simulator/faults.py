@@ -150,6 +150,9 @@ class NodeState:
     latency_factor: float = 1.0
 
 
+#: Kinds that act on each frame, order completion or close of a link (the others act at window edges only).
+_PER_FRAME_KINDS = LINK_KINDS | {"error_reply", "slow_close"}
+
 #: Kinds that happen once at their start when given no duration.
 INSTANT_KINDS = frozenset({"reset", "close", "info_reconnect"})
 
@@ -380,13 +383,38 @@ class Link:
                             self._cache[d].append((i, f))
         return self._cache[direction]
 
-    def clear(self, direction: str, now: float) -> bool:
-        """True when a frame sent now would be delivered at once, untouched (the caller may skip :meth:`plan`)."""
-        sched = self.schedule
-        if self.dead or sched.base_latency_s or sched.base_jitter_s or self._faults(direction, now):
-            return False
+    def plain_until(self, now: float) -> float:
+        """Until when (exclusive) no fault acts on this link, or ``-inf`` if one does at ``now``.
+
+        Plain: no link fault, ``error_reply`` or ``slow_close`` is active on this connection, the link is alive
+        and holds no frame back. Then :meth:`plan` only applies the node's own latency and jitter (ask
+        :meth:`deliver_at` for the time instead), :meth:`order_error` returns ``None`` without a draw and
+        :meth:`close_delay` is 0, until the returned time (the node's next fault window edge). Faults added with
+        :func:`injected` after the call are not seen: ask again.
+        """
+        if self.dead:
+            return -math.inf
+        for _, f in self._faults("any", now):
+            if f.kind in _PER_FRAME_KINDS:
+                return -math.inf
+        for st in self._dirs.values():
+            if st.held:
+                return -math.inf
+        return self.schedule._cache_window[1]  # active(now) just ran: the window around now with no edge inside
+
+    def deliver_at(self, direction: str, now: float) -> float:
+        """On a plain link (see :meth:`plain_until`): when a frame sent now in ``direction`` arrives, i.e. the time
+        of the one delivery :meth:`plan` would return, with the same draw and the same FIFO bookkeeping."""
         st = self._dirs[direction]
-        return st.last_at <= now and not st.held
+        sched = self.schedule
+        delay = sched.base_latency_s
+        if sched.base_jitter_s:
+            delay = max(0.0, delay + st.rng.gauss(0.0, sched.base_jitter_s))
+        at = now + delay
+        if at < st.last_at:
+            at = st.last_at
+        st.last_at = at
+        return at
 
     def stalled(self, direction: str, now: float) -> bool:
         """True while a ``timeout`` fault stops all data in ``direction`` (a half-open link when ``timeout`` is 0).
@@ -408,14 +436,18 @@ class Link:
         faults = self._faults(direction, now)
         st = self._dirs[direction]
         sched = self.schedule
-        if not faults and sched.base_latency_s == 0.0 and sched.base_jitter_s == 0.0:
-            at = max(now, st.last_at)
-            st.last_at = at
-            return [Deliver(at, data)]
         rng = st.rng
         delay = sched.base_latency_s
         if sched.base_jitter_s:
             delay = max(0.0, delay + rng.gauss(0.0, sched.base_jitter_s))
+        if not faults:  # the node's own latency only: what the general path below gives with no fault
+            at = now + delay
+            if at < st.last_at:
+                at = st.last_at
+            st.last_at = at
+            if st.held:
+                return [Deliver(at, data), *self._count_down(st, at)]
+            return [Deliver(at, data)]
         factor = 1.0
         rate = math.inf
         fragments: tuple[str | bytes, ...] = ()

@@ -5,11 +5,13 @@ each symbol's price (a geometric random walk), draws trades and changes book lev
 :class:`MarketEvent` per symbol. An event carries the payload *text* of every message it causes, keyed by
 channel (``ticker:tBTCUSD``, ``trades:tBTCUSD``, ``book:tBTCUSD:P0:F0:25``), serialised once for the whole
 node: a session only wraps it as ``[chanId,<payload>]`` (plus sequence number / timestamp when its flags ask
-for them). That is what lets one node stream to a hundred clients at close to a bare server's speed.
+for them), and sessions with the same channel id and flags share the wrapped frames too (``MarketEvent.frames``).
 
 Book views are computed only for keys some session holds (:meth:`MarketFeed.retain` /
 :meth:`MarketFeed.release`, which :class:`simulator.bitfinex.ExchangeSession` calls itself); the random
-stream never depends on them, so the same seed gives the same market whatever is subscribed.
+stream never depends on them, so the same seed gives the same market whatever is subscribed. Each step records
+the raw levels it touched, and P0 F0 views update from those alone (see :meth:`BookView.refresh`). The initial
+books are drawn on first use, not in the constructor (same generator order, same stream).
 
 How a shell drives it::
 
@@ -22,15 +24,25 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wsfinal.exceptions import ConfigurationError
 
-from .book import AMOUNT_EXP, FREQUENCIES, LENGTHS, MIN_AMOUNT_UNITS, PRECISIONS, BookView, RawBook, format_decimal
+from .book import (
+    AMOUNT_EXP,
+    FREQUENCIES,
+    LENGTHS,
+    MIN_AMOUNT_UNITS,
+    PRECISIONS,
+    BookView,
+    RawBook,
+    decimal_text,
+    format_decimal,
+)
 
 #: Starting prices of well-known symbols; any other symbol starts at DEFAULT_PRICE unless given.
 DEFAULT_PRICES: dict[str, float] = {"tBTCUSD": 30000.0, "tETHUSD": 2000.0, "tLTCUSD": 70.0, "tXRPUSD": 0.5}
@@ -51,20 +63,17 @@ class _Pool:
     The generator is consumed in the same order for the same sequence of steps, so streams stay reproducible.
     """
 
-    __slots__ = ("_buf", "_draw", "_i")
+    __slots__ = ("_draw", "_it")
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
         self._draw = draw
-        self._buf: list[Any] = []
-        self._i = 0
+        self._it: Iterator[Any] = iter(())
 
     def take(self) -> Any:
-        if self._i >= len(self._buf):
-            self._buf = self._draw(_POOL_BLOCK).tolist()
-            self._i = 0
-        value = self._buf[self._i]
-        self._i += 1
-        return value
+        for value in self._it:  # the next value of the current block, if any
+            return value
+        self._it = iter(self._draw(_POOL_BLOCK).tolist())
+        return next(self._it)
 
 
 _POOL_BLOCK = 1024
@@ -92,10 +101,15 @@ class MarketEvent:
     symbol: str
     payloads: Mapping[str, tuple[str, ...]]
     checksums: Mapping[str, int]
+    #: Scratch space for the sessions receiving this event: frames made for one client, keyed by what they depend
+    #: on, are reused for every other client with the same channel id and flags (see ExchangeSession.on_market).
+    frames: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class _SymbolState:
     __slots__ = (
+        "dirty_asks",
+        "dirty_bids",
         "f1_sent",
         "high",
         "last_idx",
@@ -126,6 +140,9 @@ class _SymbolState:
         self.views: dict[str, BookView] = {}
         self.refs: dict[str, int] = {}
         self.f1_sent: dict[str, float] = {}
+        # raw indices changed during the current step: P0 views refresh from these, not from the whole book
+        self.dirty_bids: set[int] = set()
+        self.dirty_asks: set[int] = set()
 
 
 class MarketFeed:
@@ -188,8 +205,19 @@ class MarketFeed:
         self._seq = 0
         self._trade_id = 1_400_000_000
         self._order_id = 120_000_000_000
-        for state in self._symbols.values():
-            self._fill_initial(state)
+        self._filled = False  # the initial books are drawn on first use (see _ensure_filled)
+
+    def _ensure_filled(self) -> None:
+        """Draw the initial books and trade histories, once, before anything reads or steps the market.
+
+        Deferred from the constructor so that a feed nobody subscribes to costs nothing; the generator is
+        consumed in the same order either way (books first, in symbol order, then the steps), so the stream
+        for a seed does not depend on when this runs.
+        """
+        if not self._filled:
+            self._filled = True
+            for state in self._symbols.values():
+                self._fill_initial(state)
 
     # ----------------------------------------------------------------- queries
 
@@ -229,6 +257,7 @@ class MarketFeed:
         parsed = _parse_key(key)
         if parsed is None or parsed[1] not in self._symbols:
             return
+        self._ensure_filled()
         state = self._symbols[parsed[1]]
         state.refs[key] = state.refs.get(key, 0) + 1
         if parsed[0] == "book" and key not in state.views:
@@ -261,6 +290,7 @@ class MarketFeed:
         if parsed is None:
             raise KeyError(key)
         state = self._symbols[parsed[1]]
+        self._ensure_filled()
         if parsed[0] == "ticker":
             return self._ticker_text(state), None
         if parsed[0] == "trades":
@@ -277,6 +307,7 @@ class MarketFeed:
         events: list[MarketEvent] = []
         if now < self._next:
             return events
+        self._ensure_filled()
         interval = self.update_interval_s
         last_due = math.floor((now - self._start) / interval + 1e-9)
         if last_due - self._steps > self._max_catchup:
@@ -302,6 +333,7 @@ class MarketFeed:
             best = _best_level(side, state.mid, 1 if buy else -1)
             if best is None:
                 continue
+            (state.dirty_asks if buy else state.dirty_bids).add(best)
             level = side[best]
             level[1] -= units
             if level[1] < MIN_AMOUNT_UNITS:
@@ -311,8 +343,8 @@ class MarketFeed:
             state.volume += units
             state.last_idx = best
             body = (
-                f"[{self._trade_id},{mts},{format_decimal(units if buy else -units, AMOUNT_EXP)},"
-                f"{format_decimal(best, raw.price_exp)}]"
+                f"[{self._trade_id},{mts},{decimal_text(units if buy else -units, AMOUNT_EXP)},"
+                f"{decimal_text(best, raw.price_exp)}]"
             )
             state.trades.append(body)
             trade_msgs.append('"te",' + body)
@@ -325,29 +357,33 @@ class MarketFeed:
         self._move_book(state, mid)
         if not trade_msgs:
             state.last_idx = mid
-        state.high = max(state.high, state.last_idx)
-        state.low = min(state.low, state.last_idx)
+        if state.last_idx > state.high:
+            state.high = state.last_idx
+        elif state.last_idx < state.low:
+            state.low = state.last_idx
         payloads[f"ticker:{state.name}"] = (self._ticker_text(state),)
         checksums: dict[str, int] = {}
-        for key, view in state.views.items():
-            last_f1 = state.f1_sent.get(key)
-            if last_f1 is None:  # F0: every change, as level updates
-                updates = view.refresh(raw)
-                if updates:
-                    payloads[key] = tuple(updates)
+        if state.views:
+            changed = (state.dirty_bids, state.dirty_asks)
+            any_change = bool(state.dirty_bids or state.dirty_asks)
+            for key, view in state.views.items():
+                last_f1 = state.f1_sent.get(key)
+                if last_f1 is None:  # F0: every change, as level updates
+                    if not any_change:
+                        continue
+                    updates = view.refresh(raw, changed)
+                    if updates:
+                        payloads[key] = tuple(updates)
+                        checksums[key] = view.checksum
+                elif t - last_f1 >= F1_INTERVAL_S - 1e-9:  # F1: a fresh snapshot at most every 2 s
+                    view.refresh(raw)
+                    state.f1_sent[key] = t
+                    payloads[key] = (view.snapshot_text(),)
                     checksums[key] = view.checksum
-            elif t - last_f1 >= F1_INTERVAL_S - 1e-9:  # F1: a fresh snapshot at most every 2 s
-                view.refresh(raw)
-                state.f1_sent[key] = t
-                payloads[key] = (view.snapshot_text(),)
-                checksums[key] = view.checksum
+        state.dirty_bids.clear()
+        state.dirty_asks.clear()
         self._seq += 1
         return MarketEvent(self._seq, t, state.name, payloads, checksums)
-
-    @staticmethod
-    def _new_level(draw: float, size: int) -> list[int]:
-        count = 1 + int(draw * 6)
-        return [count, count * size]
 
     def _fill_initial(self, state: _SymbolState) -> None:
         rng = self._rng
@@ -375,30 +411,43 @@ class MarketFeed:
 
     def _move_book(self, state: _SymbolState, mid: int) -> None:
         bids, asks = state.raw.bids, state.raw.asks
+        dirty_bids, dirty_asks = state.dirty_bids, state.dirty_asks
         # the price moved through these levels: they were traded away (all bids were below the old mid)
         for idx in range(mid, state.mid):
-            bids.pop(idx, None)
+            if bids.pop(idx, None) is not None:
+                dirty_bids.add(idx)
         for idx in range(state.mid + 1, mid + 1):
-            asks.pop(idx, None)
+            if asks.pop(idx, None) is not None:
+                dirty_asks.add(idx)
         state.mid = state.raw.mid = mid
-        uniform, sizes = self._uniform, self._level_size
+        uniform, sizes = self._uniform.take, self._level_size.take
         # liquidity returns near the top
-        for off in range(3):
-            draw = uniform.take()
-            if mid - 1 - off not in bids and draw < 0.8:
-                bids[mid - 1 - off] = self._new_level(draw, sizes.take())
-            draw = uniform.take()
-            if mid + 1 + off not in asks and draw < 0.8:
-                asks[mid + 1 + off] = self._new_level(draw, sizes.take())
+        for off in range(1, 4):
+            draw = uniform()
+            if mid - off not in bids and draw < 0.8:
+                count = 1 + int(draw * 6)
+                bids[mid - off] = [count, count * sizes()]
+                dirty_bids.add(mid - off)
+            draw = uniform()
+            if mid + off not in asks and draw < 0.8:
+                count = 1 + int(draw * 6)
+                asks[mid + off] = [count, count * sizes()]
+                dirty_asks.add(mid + off)
         # random level changes, mostly near the top of the book
         n = self._changes
+        geometric = self._geometric.take
         for j in range(2 * n):
-            offset = self._geometric.take()
-            side, idx = (bids, mid - offset) if j < n else (asks, mid + offset)
-            a = uniform.take()
+            offset = geometric()
+            if j < n:
+                side, idx, dirty = bids, mid - offset, dirty_bids
+            else:
+                side, idx, dirty = asks, mid + offset, dirty_asks
+            a = uniform()
             level = side.get(idx)
+            dirty.add(idx)
             if level is None:
-                side[idx] = self._new_level(a, sizes.take())
+                count = 1 + int(a * 6)
+                side[idx] = [count, count * sizes()]
             elif a < 0.3:
                 del side[idx]
             else:
@@ -408,8 +457,10 @@ class MarketFeed:
         if self._steps % 16 == 0:
             for idx in [i for i in bids if i < mid - BOOK_SPAN]:
                 del bids[idx]
+                dirty_bids.add(idx)
             for idx in [i for i in asks if i > mid + BOOK_SPAN]:
                 del asks[idx]
+                dirty_asks.add(idx)
 
     def _ticker_text(self, state: _SymbolState) -> str:
         """[BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, VOLUME, HIGH, LOW]."""
@@ -418,17 +469,18 @@ class MarketFeed:
         ask = _best_level(state.raw.asks, state.mid, 1)
         change = state.last_idx - state.open_idx
         rel = round(change * 10000 / state.open_idx)  # in 1e-4
+        text = decimal_text
         fields = [
-            format_decimal(bid, exp) if bid is not None else "null",
-            format_decimal(state.raw.bids[bid][1], AMOUNT_EXP) if bid is not None else "null",
-            format_decimal(ask, exp) if ask is not None else "null",
-            format_decimal(state.raw.asks[ask][1], AMOUNT_EXP) if ask is not None else "null",
-            format_decimal(change, exp),
-            format_decimal(rel, -4),
-            format_decimal(state.last_idx, exp),
-            format_decimal(state.volume + 10_000_000, AMOUNT_EXP),
-            format_decimal(state.high, exp),
-            format_decimal(state.low, exp),
+            text(bid, exp) if bid is not None else "null",
+            text(state.raw.bids[bid][1], AMOUNT_EXP) if bid is not None else "null",
+            text(ask, exp) if ask is not None else "null",
+            text(state.raw.asks[ask][1], AMOUNT_EXP) if ask is not None else "null",
+            text(change, exp),
+            text(rel, -4),
+            text(state.last_idx, exp),
+            format_decimal(state.volume + 10_000_000, AMOUNT_EXP),  # grows: not worth remembering
+            text(state.high, exp),
+            text(state.low, exp),
         ]
         return "[" + ",".join(fields) + "]"
 

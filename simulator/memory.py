@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from wsfinal.config import ConnectionConfig
-from wsfinal.exceptions import ConnectTimeout, TransportError
+from wsfinal.exceptions import ConnectionLost, ConnectTimeout, TransportError
 from wsfinal.transport import HandshakeRefused, TransportClosed
 
 if TYPE_CHECKING:
@@ -96,6 +96,10 @@ class MemoryChannel:
         self._ping_waiters: list[asyncio.Future[None]] = []
         self.bytes_sent = 0
         self.bytes_received = 0
+        #: Push mode (see push_to): where messages and the close go instead of recv().
+        self._push: tuple[Callable[[str | bytes], None], Callable[[ConnectionLost], None]] | None = None
+        self._drain_scheduled = False
+        self._lost_reported = False
 
     # -- delivery from the server end ---------------------------------------------------------------------
 
@@ -120,11 +124,30 @@ class MemoryChannel:
             self._server.peer_closed()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._push is not None:
+            # one loop callback drains what arrived, exactly where a reader task's wake-up would have run
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
+        else:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         if self._close_code is not None:
             self._release_pings()
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        push = self._push
+        if push is None:
+            return
+        on_message, on_lost = push
+        inbox = self._inbox
+        while inbox:
+            on_message(inbox.popleft())
+        if self._close_code is not None and not self._lost_reported:
+            self._lost_reported = True
+            on_lost(self._lost())
 
     def _release_pings(self) -> None:
         waiters, self._ping_waiters = self._ping_waiters, []
@@ -141,6 +164,26 @@ class MemoryChannel:
         assert server is not None
         self.bytes_sent += len(data)
         self._loop.call_soon(server.receive, data)
+
+    def send_nowait(self, data: str | bytes) -> bool:
+        """:meth:`send` without a task switch (sending never waits here); ``False`` once closed (then
+        :meth:`send` raises the loss)."""
+        server = self._server
+        if self._close_code is not None or server is None:
+            return False
+        self.bytes_sent += len(data)
+        self._loop.call_soon(server.receive, data)
+        return True
+
+    def push_to(self, on_message: Callable[[str | bytes], None], on_lost: Callable[[ConnectionLost], None]) -> bool:
+        """Deliver by push from now on: ``on_message(data)`` for each message, in order, then ``on_lost(exc)``
+        once after the last one when the channel closes (the :class:`~wsfinal.exceptions.ConnectionLost` that
+        :meth:`recv` would have raised). Calls come from loop callbacks, never from inside this method or
+        :meth:`send`. Do not call :meth:`recv` afterwards."""
+        self._push = (on_message, on_lost)
+        if self._inbox or self._close_code is not None:
+            self._wake()
+        return True
 
     async def recv(self) -> str | bytes:
         while not self._inbox:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
+import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -64,11 +66,33 @@ class ServerChannel(Protocol):
     def abort(self) -> None: ...
 
 
-def node_rngs(seed: int, node_id: str) -> tuple[np.random.Generator, np.random.Generator]:
-    """The market and service generators of a node: independent streams from (seed, node id)."""
+def node_seeds(seed: int, node_id: str) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The seed sequences of a node's market and service generators: independent, from (seed, node id)."""
     ss = np.random.SeedSequence([seed, zlib.crc32(node_id.encode())])
     market, service = ss.spawn(2)
+    return market, service
+
+
+def node_rngs(seed: int, node_id: str) -> tuple[np.random.Generator, np.random.Generator]:
+    """The market and service generators of a node: independent streams from (seed, node id)."""
+    market, service = node_seeds(seed, node_id)
     return np.random.default_rng(market), np.random.default_rng(service)
+
+
+#: At most this many market steps per advance() when a dormant feed catches up (MarketFeed skips steps beyond
+#: its max_catchup_steps in one call, as a stalled live loop should; a catch-up must not).
+CATCHUP_CHUNK = 500
+
+
+def _may_subscribe(data: str | bytes) -> bool:
+    """Whether a client frame is a ``subscribe`` event (parsed as the session will; arrays never are)."""
+    if data[:1] in ("[", b"["):
+        return False
+    try:
+        msg = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(msg, dict) and msg.get("event") == "subscribe"
 
 
 class NodeConnection:
@@ -81,12 +105,17 @@ class NodeConnection:
         self.link = link
         self.open = True
         self._seq = itertools.count()
+        self._seq_n = 0
         self._out: list[tuple[float, int, Any]] = []  # (at, seq, delivery) heap, exchange -> client
         self._in: list[tuple[float, int, str | bytes]] = []  # (at, seq, frame) heap, client -> exchange
         self._out_timer: tuple[float, asyncio.TimerHandle] | None = None
         self._in_timer: tuple[float, asyncio.TimerHandle] | None = None
         self._tick_timer: tuple[float, asyncio.TimerHandle] | None = None
         self._handles: set[asyncio.TimerHandle] = set()
+        self._done: list[tuple[float, int, Order]] = []  # (at, seq, order) heap: orders the service model finishes
+        self._done_timer: tuple[float, asyncio.TimerHandle] | None = None
+        #: Until when the link is known plain (see Link.plain_until): frames then skip the fault engine.
+        self._plain_until = -math.inf
         #: True while reading from the client is paused (a ``timeout`` fault on the up direction).
         self.reading_paused = False
 
@@ -96,7 +125,16 @@ class NodeConnection:
         """A frame from the client: through the up-link faults, then to the session when it arrives."""
         if not self.open:
             return
-        now = self.node.loop.time()
+        node = self.node
+        now = node.loop.time()
+        if now < self._plain_until or self._plain(now):  # the common case: no fault, maybe the node's latency
+            at = self.link.deliver_at("up", now)  # what plan() would say, without its general machinery
+            if at <= now + node.timer_slack_s and not self._in:
+                self._handle_inbound(data, now)
+            else:
+                heapq.heappush(self._in, (at, next(self._seq), data))
+                self._arm_in()
+            return
         for d in self.link.plan("up", data, now):
             if isinstance(d, Deliver):
                 if d.at <= now + self.node.timer_slack_s and not self._in:
@@ -125,8 +163,15 @@ class NodeConnection:
         if self.open and self._in:
             self._arm_in()
 
+    def _plain(self, now: float) -> bool:
+        self._plain_until = until = self.link.plain_until(now)
+        return now < until
+
     def _handle_inbound(self, data: str | bytes, now: float) -> None:
-        self.node.frames_received += 1
+        node = self.node
+        node.frames_received += 1
+        if node._market_dormant and data[:1] != "[" and _may_subscribe(data):
+            node._wake_market(now)
         self.execute(self.session.on_message(data, now), now)
 
     # -- actions ----------------------------------------------------------------------------------------------
@@ -138,17 +183,24 @@ class NodeConnection:
             if not self.open:
                 return
             if type(action) is Send:
-                if not self._out and link.clear("down", now):  # the common case: no delay, no fault
-                    self.node.frames_sent += 1
-                    self.channel.send(action.text)
+                if now < self._plain_until or self._plain(now):  # the common case: no fault
+                    at = link.deliver_at("down", now)
+                    if at <= now + self.node.timer_slack_s and not self._out:
+                        self.node.frames_sent += 1
+                        self.channel.send(action.text)
+                    else:
+                        self._schedule_out(Deliver(at, action.text))
                     continue
                 for d in link.plan("down", action.text, now):
                     self._schedule_out(d)
-            elif isinstance(action, Close):
-                self._schedule_out(CloseLink(self.link.close_at(now), action.code, action.reason))
             elif isinstance(action, Order):
                 self.node._submit(self, action, now)
-        self._arm_tick(now)
+            elif isinstance(action, Close):
+                self._schedule_out(CloseLink(self.link.close_at(now), action.code, action.reason))
+        if self._tick_timer is None:
+            # An armed heartbeat timer is never late: sending only moves deadlines later, and a channel opened
+            # now is due no earlier than the channels already open (see ExchangeSession.next_deadline).
+            self._arm_tick(now)
 
     def _schedule_out(self, d: Deliver | CloseLink | AbortLink) -> None:
         now = self.node.loop.time()
@@ -210,6 +262,37 @@ class NodeConnection:
         now = self.node.loop.time()
         self.execute(self.session.on_tick(now), now)
 
+    def complete_at(self, when: float, order: Order) -> None:
+        """The service model finishes ``order`` at ``when``: answer it then (unless the connection is gone).
+
+        One loop timer per connection, armed for the earliest pending completion, over a heap of tuples.
+        """
+        self._seq_n += 1
+        heapq.heappush(self._done, (when, self._seq_n, order))
+        timer = self._done_timer
+        if timer is not None:
+            if timer[0] <= when:
+                return
+            timer[1].cancel()
+        self._done_timer = (when, self.node.loop.call_at(when - self.node.timer_slack_s, self._flush_done))
+
+    def _flush_done(self) -> None:
+        self._done_timer = None
+        node = self.node
+        now = node.loop.time()
+        due = now + node.timer_slack_s
+        done = self._done
+        session = self.session
+        while self.open and done and done[0][0] <= due:
+            order = heapq.heappop(done)[2]
+            if now < self._plain_until:  # the common case, ExchangeNode._finish without its error_reply check
+                self.execute(session.order_done(order, now, ok=True), now)
+            else:
+                node._finish(self, order, now)
+        if self.open and done:
+            at = done[0][0]
+            self._done_timer = (at, node.loop.call_at(at - node.timer_slack_s, self._flush_done))
+
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
         """A timer owned by this connection: cancelled if the connection goes away first."""
         handle: asyncio.TimerHandle
@@ -232,16 +315,22 @@ class NodeConnection:
                 method()
 
     @property
+    def pending_orders(self) -> int:
+        """Orders accepted by the service model and not answered yet."""
+        return len(self._done)
+
+    @property
     def backlog(self) -> int:
         """Frames waiting in this connection's delay queues (latency, pacing, slicing)."""
         return len(self._out) + len(self._in)
 
     def _shut(self) -> None:
         self.open = False
-        for timer in (self._out_timer, self._in_timer, self._tick_timer):
+        for timer in (self._out_timer, self._in_timer, self._tick_timer, self._done_timer):
             if timer is not None:
                 timer[1].cancel()
-        self._out_timer = self._in_timer = self._tick_timer = None
+        self._out_timer = self._in_timer = self._tick_timer = self._done_timer = None
+        self._done.clear()
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
@@ -261,6 +350,12 @@ class ExchangeNode:
     ``spec`` is a ``simulator.scenario.NodeSpec`` (or any object with its fields); ``faults`` the scenario's
     faults (those for other nodes are ignored); ``seed`` the scenario seed. Fault times count from
     :meth:`start`.
+
+    ``market_on_demand``: the market feed steps only while some session of the node has a subscription. A
+    dormant feed that gets a subscriber first replays every step it missed, in order, so subscribers see
+    exactly the stream an always-running feed gives (same seed, same subscribe time), and a node nobody
+    subscribes to costs no market work. Meant for virtual time; in live mode the replay would stall the loop
+    (a step costs tens of microseconds), so the live server keeps the default (always running).
     """
 
     def __init__(
@@ -271,19 +366,25 @@ class ExchangeNode:
         seed: int = 0,
         base_dir: str | Path | None = None,
         market_update_interval_s: float | None = None,
+        market_on_demand: bool = False,
     ) -> None:
         self.spec = spec
         self.id: str = spec.id
         self.seed = seed
-        market_rng, service_rng = node_rngs(seed, self.id)
+        self._market_seed, service_seed = node_seeds(seed, self.id)
         interval = market_update_interval_s or getattr(spec, "market_update_interval_s", None) or 0.1
         self._market_interval = float(interval)
-        self.market = MarketFeed(tuple(spec.symbols), market_rng, update_interval_s=self._market_interval)
+        self.market = MarketFeed(
+            tuple(spec.symbols), np.random.default_rng(self._market_seed), update_interval_s=self._market_interval
+        )
+        self.market_on_demand = market_on_demand
+        #: True while the feed is not stepping (market_on_demand and no session subscribed).
+        self._market_dormant = False
         self.service = ServiceModel(
             _distribution(spec.service, base_dir),
             workers=int(spec.service.workers),
             queue_limit=int(spec.queue_limit),
-            rng=service_rng,
+            rng=np.random.default_rng(service_seed),
         )
         self._fault_specs = tuple(faults)
         self.faults = FaultSchedule(
@@ -315,9 +416,11 @@ class ExchangeNode:
         """Start the market feed and the fault timeline on ``loop`` (default: the running loop), from now."""
         self.loop = loop or asyncio.get_running_loop()
         self.origin = self.loop.time()
-        market_rng, _ = node_rngs(self.seed, self.id)
         self.market = MarketFeed(
-            tuple(self.spec.symbols), market_rng, update_interval_s=self._market_interval, start_time=self.origin
+            tuple(self.spec.symbols),
+            np.random.default_rng(self._market_seed),
+            update_interval_s=self._market_interval,
+            start_time=self.origin,
         )
         self.faults = FaultSchedule(
             self._fault_specs,
@@ -329,7 +432,9 @@ class ExchangeNode:
         )
         for edge in self.faults.edges():
             self._timers.append(self.loop.call_at(edge.time, self._on_edge, edge))
-        self._arm_market()
+        self._market_dormant = self.market_on_demand
+        if not self._market_dormant:
+            self._arm_market()
         self.started = True
 
     def stop(self) -> None:
@@ -340,6 +445,7 @@ class ExchangeNode:
         if self._market_timer is not None:
             self._market_timer.cancel()
             self._market_timer = None
+        self._market_dormant = False
         for conn in list(self.connections):
             conn._shut()
             conn.channel.abort()
@@ -387,11 +493,31 @@ class ExchangeNode:
         self._market_timer = self.loop.call_at(at, self._on_market)
 
     def _on_market(self) -> None:
+        self._market_timer = None
         now = self.loop.time()
         events = self.market.advance(now)
-        if events:
-            for conn in list(self.connections):
-                conn.execute(conn.session.on_market(events, now), now)
+        subscribed = False
+        for conn in list(self.connections):
+            session = conn.session
+            if session.subscription_count:
+                subscribed = True
+                if events:
+                    conn.execute(session.on_market(events, now), now)
+        if self.market_on_demand and not subscribed:
+            self._market_dormant = True  # until a session subscribes (see _wake_market)
+            return
+        self._arm_market()
+
+    def _wake_market(self, now: float) -> None:
+        """A session is about to subscribe to a dormant feed: replay the steps it missed, then step it again."""
+        market = self.market
+        step = market.update_interval_s
+        while (at := market.next_time()) <= now:
+            market.advance(min(now, at + (CATCHUP_CHUNK - 1) * step))
+            if market.next_time() == at:  # no step taken (rounding at huge clock values): let advance() decide
+                market.advance(now)
+                break
+        self._market_dormant = False
         self._arm_market()
 
     # -- orders -----------------------------------------------------------------------------------------------
@@ -402,11 +528,11 @@ class ExchangeNode:
             self.orders_rejected += 1
             conn.execute(conn.session.order_done(order, now, ok=False, code=RATE_LIMIT_CODE), now)
             return
-        conn.call_at(done, self._finish, conn, order)
+        conn.complete_at(done, order)
 
-    def _finish(self, conn: NodeConnection, order: Order) -> None:
-        now = self.loop.time()
-        error = conn.link.order_error(now)
+    def _finish(self, conn: NodeConnection, order: Order, now: float) -> None:
+        # A plain link has no error_reply fault active: order_error() would return None without a draw.
+        error = None if now < conn._plain_until else conn.link.order_error(now)
         if error is None:
             actions = conn.session.order_done(order, now, ok=True)
         else:

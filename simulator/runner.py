@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,21 +190,25 @@ class _Run:
         fut = manager.submit(order, workload.connection_type, self.opts.strategy)
         self.submitted += 1
         self.in_flight += 1
-        ctype = workload.connection_type.value
-        fut.add_done_callback(lambda f: self.finished(f, intended, sent, ctype))
+        # partial (C) rather than a lambda: one Python frame less per request
+        fut.add_done_callback(partial(self._finished, intended, sent, workload.connection_type._value_))
 
     def finished(self, fut: asyncio.Future[RequestOutcome], intended: float, sent: float, ctype: str) -> None:
+        self._finished(intended, sent, ctype, fut)
+
+    def _finished(self, intended: float, sent: float, ctype: str, fut: asyncio.Future[RequestOutcome]) -> None:
         self.in_flight -= 1
         outcome = fut.result()
         cid = outcome.connection_id
+        t0 = self.t0
         self.recorder.add(
-            self.rel(intended),
-            self.rel(sent),
-            self.rel(outcome.finished_at),
+            intended - t0,
+            sent - t0,
+            outcome.finished_at - t0,
             cid,
             self.node_of.get(cid) if cid else None,
             ctype,
-            outcome.kind.value,
+            outcome.kind._value_,
             outcome.code,
         )
         if self.stopping and self.in_flight == 0 and self.drained is not None and not self.drained.done():
@@ -224,7 +229,8 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
             urls: dict[str, str] = {}
             base = Path(scenario.source).parent if not scenario.source.startswith("<") else None
             for i, spec in enumerate(scenario.nodes):
-                node = ExchangeNode(spec, faults=scenario.faults, seed=opts.seed, base_dir=base)
+                # The market steps only while someone subscribes (replaying what it missed): same stream.
+                node = ExchangeNode(spec, faults=scenario.faults, seed=opts.seed, base_dir=base, market_on_demand=True)
                 nodes.append(node)
                 urls[spec.id] = network.add(f"127.0.0.1:{BASE_PORT + i}", node)
             for node in nodes:

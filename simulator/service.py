@@ -161,7 +161,7 @@ class ServiceModel:
         self._free: list[float] = [-math.inf] * workers  # heap: when each worker is next free
         self._waiting: deque[float] = deque()  # start times of accepted requests not yet started
         self._completions: list[float] = []  # heap of completion times, for in_system()
-        self._draws = np.empty(0)
+        self._draws: list[float] = []  # the current batch of draws, as Python floats
         self._next_draw = 0
         self._last_arrival = -math.inf
         self.accepted = 0
@@ -172,8 +172,8 @@ class ServiceModel:
         return len(self._free)
 
     def _sample(self) -> float:
-        if self._next_draw >= self._draws.size:
-            self._draws = self.distribution.draw(self._rng, _BATCH)
+        if self._next_draw >= len(self._draws):
+            self._draws = np.asarray(self.distribution.draw(self._rng, _BATCH), dtype=float).tolist()
             self._next_draw = 0
         value = float(self._draws[self._next_draw])
         self._next_draw += 1
@@ -199,19 +199,33 @@ class ServiceModel:
         Arrivals must not go back in time (a request arriving earlier than the previous one is treated as
         arriving with it).
         """
-        now = max(now, self._last_arrival)
+        # One call per request on the hot path: in_system(), queue_length() and _sample() written inline.
+        if now < self._last_arrival:
+            now = self._last_arrival
         self._last_arrival = now
-        self.in_system(now)
-        earliest = self._free[0]
-        if earliest > now and self.queue_length(now) >= self.queue_limit:
-            self.rejected += 1
-            return None
-        start = max(now, earliest)
-        done = start + self._sample() * self.latency_factor
-        heapq.heapreplace(self._free, done)
+        completions = self._completions
+        while completions and completions[0] <= now:
+            heapq.heappop(completions)
+        free = self._free
+        start = free[0]
         if start > now:
-            self._waiting.append(start)
-        heapq.heappush(self._completions, done)
+            waiting = self._waiting
+            while waiting and waiting[0] <= now:
+                waiting.popleft()
+            if len(waiting) >= self.queue_limit:
+                self.rejected += 1
+                return None
+            waiting.append(start)
+        else:
+            start = now
+        i = self._next_draw
+        if i >= len(self._draws):
+            self._draws = np.asarray(self.distribution.draw(self._rng, _BATCH), dtype=float).tolist()
+            i = 0
+        done = start + self._draws[i] * self.latency_factor
+        self._next_draw = i + 1
+        heapq.heapreplace(free, done)
+        heapq.heappush(completions, done)
         self.accepted += 1
         return done
 

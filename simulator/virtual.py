@@ -1,12 +1,22 @@
 """An asyncio event loop on virtual time: when nothing is ready, the clock jumps to the next scheduled callback.
 
-:class:`VirtualTimeLoop` is a ``SelectorEventLoop`` whose selector, instead of sleeping for ``timeout``, advances
-the loop's own clock by ``timeout`` and reports no I/O (SimPy's ``Environment`` idea, done the way the
-``looptime`` package does it). Everything that waits through the loop (``asyncio.sleep``, ``call_at``,
-``wait_for`` timeouts) therefore completes at once in wall time, in the same order and at the same loop times as
-it would in real time. Real sockets cannot run on it (their readiness is never awaited); the in-memory transport
-of :mod:`simulator.memory` can. Threads still can: with nothing scheduled, the loop waits for real on its
-self-pipe, so ``asyncio.to_thread`` works.
+:class:`VirtualTimeLoop` is a ``SelectorEventLoop`` whose clock is its own: an iteration with nothing ready
+sets the clock to the time of the earliest timer instead of sleeping until then (SimPy's ``Environment`` idea,
+done the way the ``looptime`` package does it). Everything that waits through the loop (``asyncio.sleep``,
+``call_at``, ``wait_for`` timeouts) therefore completes at once in wall time, in the same order and at the same
+loop times as it would in real time. Real sockets cannot run on it (their readiness is never awaited); the
+in-memory transport of :mod:`simulator.memory` can. Threads still can: the loop keeps a real selector for its
+self-pipe, and with nothing scheduled it waits on it for real, so ``asyncio.to_thread`` works.
+
+Speed (a whole scenario runs on this loop, several iterations per simulated request):
+
+- timers live in a heap of ``(when, seq, handle)`` tuples, compared in C (asyncio's heap of ``TimerHandle``
+  compares in Python); timers due at the same time run in the order they were scheduled (asyncio's heap leaves
+  that order to the heap's shape, i.e. to every other timer pending), and each runs with the clock exactly at
+  its ``when``;
+- the real selector is polled only when something other than the self-pipe is registered, when the loop has
+  nothing else to do, or every :data:`POLL_EVERY` iterations (to drain the self-pipe): a thread's
+  ``call_soon_threadsafe`` appends to the ready queue directly, so it is seen at the next iteration anyway.
 
 Use :func:`run_virtual` as you would ``asyncio.run``.
 """
@@ -14,39 +24,53 @@ Use :func:`run_virtual` as you would ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import selectors
-from collections.abc import Coroutine
+from asyncio import format_helpers
+from collections.abc import Callable, Coroutine
+from heapq import heapify, heappop, heappush
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: Iterations between two polls of the real selector when only the self-pipe is registered.
+POLL_EVERY = 256
+#: Cancelled timers are swept out of the heap once there are more than this many and they are half of it.
+_SWEEP_MIN = 100
+
+_Handle = asyncio.Handle
+_TimerHandle = asyncio.TimerHandle
+_new = object.__new__
+_copy_context = contextvars.copy_context
+
 
 class _VirtualSelector(selectors.BaseSelector):
-    """Delegates registration to a real selector; ``select(timeout)`` polls it, then advances virtual time."""
+    """Delegates to a real selector, and tells the loop whether anything besides its self-pipe is registered."""
 
     def __init__(self, loop: VirtualTimeLoop) -> None:
         self._loop = loop
         self._real = selectors.DefaultSelector()
 
+    def _changed(self) -> None:
+        # The loop registers its self-pipe first (in its constructor); anything more is real I/O to poll.
+        self._loop._real_io = len(self._real.get_map()) > 1
+
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self._changed()
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self._changed()
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = self._real.select(0)
-        if ready:
-            return ready
-        if timeout is None:
-            # Nothing is scheduled in virtual time: only another thread can wake us, so wait for it for real.
-            return self._real.select(None)
-        if timeout > 0:
-            self._loop._advance(timeout)
-        return []
+        """Real readiness only (the loop advances its clock itself): ``timeout`` None blocks, else polls."""
+        return self._real.select(None if timeout is None else 0)
 
     def close(self) -> None:
         self._real.close()
@@ -60,15 +84,181 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, start: float = 0.0) -> None:
         self._virtual_now = float(start)
+        self._real_io = False
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._timer_seq = 0
+        self._iterations = 0
         super().__init__(selector=_VirtualSelector(self))
         # With a virtual clock there is no timer granularity to round up to.
-        self._clock_resolution = 1e-9
+        self._clock_resolution = 0.0
 
     def time(self) -> float:
         return self._virtual_now
 
     def _advance(self, dt: float) -> None:
         self._virtual_now += dt
+
+    def scheduled_handles(self) -> list[asyncio.TimerHandle]:
+        """The timers not yet run nor cancelled, earliest first (for tests and leak checks)."""
+        return [h for _, _, h in sorted(self._timers) if not h.cancelled()]
+
+    # -- scheduling ---------------------------------------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        if self._debug:
+            return super().call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        # Handle(callback, args, self, context) without its two Python-level calls (not in debug mode).
+        handle = _new(_Handle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self._ready.append(handle)
+        return handle
+
+    def call_at(
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()  # type: ignore[attr-defined]
+            self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
+            timer = _TimerHandle(when, callback, args, self, context)
+            if timer._source_traceback:  # type: ignore[attr-defined]
+                del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        else:
+            # TimerHandle(when, callback, args, self, context) without its three Python-level calls.
+            timer = _new(_TimerHandle)
+            timer._context = _copy_context() if context is None else context
+            timer._loop = self
+            timer._callback = callback
+            timer._args = args
+            timer._cancelled = False
+            timer._repr = None
+            timer._source_traceback = None
+            timer._when = when
+        self._timer_seq += 1
+        heappush(self._timers, (when, self._timer_seq, timer))
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    def call_later(
+        self, delay: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(self._virtual_now + delay, callback, *args, context=context)
+
+    def close(self) -> None:
+        super().close()
+        for _, _, handle in self._timers:
+            handle._scheduled = False  # type: ignore[attr-defined]
+        self._timers.clear()
+
+    # -- one iteration ------------------------------------------------------------------------------------------
+
+    def _run_once(self) -> None:
+        ready = self._ready
+        timers = self._timers
+        cancelled = self._timer_cancelled_count
+        if cancelled:
+            if cancelled > _SWEEP_MIN and 2 * cancelled > len(timers):
+                self._sweep_cancelled_timers()
+                timers = self._timers
+            else:
+                while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
+                    self._timer_cancelled_count -= 1
+                    heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
+
+        self._iterations = n = self._iterations + 1
+        if self._real_io or not n % POLL_EVERY:
+            self._process_events(self._selector._real.select(0))  # type: ignore[attr-defined]
+        if timers:
+            if not ready and not self._stopping:
+                when = timers[0][0]
+                if when > self._virtual_now:
+                    self._virtual_now = when  # nothing to do until then: jump
+                now = self._virtual_now
+                if (
+                    timers[0][0] <= now
+                    and (len(timers) < 2 or timers[1][0] > now)  # the root's children: if they are not due,
+                    and (len(timers) < 3 or timers[2][0] > now)  # no other timer is (heap order)
+                    and not self._debug
+                ):
+                    # The usual case: one timer due and nothing else ready. Run it now, without the ready-queue hop
+                    # (what the general path below does, minus the append and popleft).
+                    handle = heappop(timers)[2]
+                    handle._scheduled = False  # type: ignore[attr-defined]
+                    if not handle._cancelled:  # type: ignore[attr-defined]
+                        try:
+                            handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+                        except (SystemExit, KeyboardInterrupt):
+                            raise
+                        except BaseException as exc:
+                            self._callback_failed(handle, exc)
+                    return
+            # Timers that are due now join the ready queue, in (when, scheduling) order. The clock stands exactly
+            # at their time (it jumps to it), so unlike asyncio no resolution window is needed.
+            now = self._virtual_now
+            while timers and timers[0][0] <= now:
+                handle = heappop(timers)[2]
+                handle._scheduled = False  # type: ignore[attr-defined]
+                ready.append(handle)
+        elif not ready and not self._stopping:
+            # Nothing is scheduled in virtual time: only another thread (or real I/O) can wake us, so wait.
+            self._process_events(self._selector._real.select(None))  # type: ignore[attr-defined]
+
+        # Run what is ready now; callbacks scheduled by these run at the next iteration (asyncio's rule).
+        popleft = ready.popleft
+        if self._debug:
+            for _ in range(len(ready)):
+                handle = popleft()
+                if not handle._cancelled:  # type: ignore[attr-defined]
+                    self._current_handle = handle
+                    try:
+                        handle._run()  # type: ignore[attr-defined]
+                    finally:
+                        self._current_handle = None
+            return
+        for _ in range(len(ready)):
+            handle = popleft()
+            if handle._cancelled:  # type: ignore[attr-defined]
+                continue
+            # Handle._run() inlined (one Python frame less per callback), with its error handling.
+            try:
+                handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+
+    def _callback_failed(self, handle: asyncio.Handle, exc: BaseException) -> None:
+        """What ``Handle._run`` does when its callback raises: report to the loop's exception handler."""
+        callback, args = handle._callback, handle._args  # type: ignore[attr-defined]
+        source = format_helpers._format_callback_source(callback, args)  # type: ignore[attr-defined]
+        context: dict[str, Any] = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            context["source_traceback"] = handle._source_traceback  # type: ignore[attr-defined]
+        self.call_exception_handler(context)
+
+    def _sweep_cancelled_timers(self) -> None:
+        kept = []
+        for entry in self._timers:
+            if entry[2]._cancelled:  # type: ignore[attr-defined]
+                entry[2]._scheduled = False  # type: ignore[attr-defined]
+            else:
+                kept.append(entry)
+        heapify(kept)
+        self._timers = kept
+        self._timer_cancelled_count = 0
 
 
 def run_virtual(main: Coroutine[Any, Any, T], *, start: float = 0.0, debug: bool = False) -> T:

@@ -327,3 +327,99 @@ def test_unconfirmed_subscriptions_become_overdue_after_the_timeout() -> None:
     assert proto.overdue_subscriptions(2.5, 1.0) == []  # requested again at 2.0
     proto.receive('{"event":"subscribed","channel":"ticker","chanId":5,"symbol":"tBTCUSD"}', now=2.6)
     assert proto.overdue_subscriptions(10.0, 1.0) == []
+
+
+_json_scalars = (
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["SUCCESS", "ERROR", "x", "on-req", ""])
+)
+
+
+@st.composite
+def notification_frames(draw: st.DrawFn) -> list:
+    """``[0, "n", payload, seq?]`` frames, well-formed or not, as the request path's fast parser sees them."""
+    order = draw(
+        st.one_of(
+            st.lists(_json_scalars | st.integers(0, 10**6), min_size=0, max_size=5),
+            st.dictionaries(st.sampled_from(["cid", "id"]), _json_scalars | st.integers(0, 10**6), max_size=2),
+            _json_scalars,
+        )
+    )
+    payload = [
+        draw(st.integers(0, 10**12)),
+        draw(st.sampled_from(["on-req", "oc-req", "ou-req", "te", "on", 5])),
+        None,
+        None,
+        order,
+        draw(st.none() | st.integers(0, 20000) | st.just("10001") | st.just(True)),
+        draw(st.sampled_from(["SUCCESS", "ERROR", "FAILURE", None])),
+        draw(st.sampled_from(["ok", "", None, 7])),
+    ][: draw(st.integers(5, 8))]
+    frame: list = [draw(st.sampled_from([0, 0, 0, False, 1])), "n", draw(st.sampled_from([payload, payload, None, 3]))]
+    if draw(st.booleans()):
+        frame.append(draw(st.none() | st.integers(0, 5) | st.just(True)))
+    return frame
+
+
+@given(st.lists(notification_frames(), min_size=1, max_size=6), st.booleans())
+def test_fast_notification_path_gives_what_the_general_parser_gives(frames: list, sequence_checks: bool) -> None:
+    fast = bfx.ClientProtocol(max_frame_bytes=10**6, sequence_checks=sequence_checks)
+    general = bfx.ClientProtocol(max_frame_bytes=10**6, sequence_checks=sequence_checks)
+    for frame in frames:
+        text = json.dumps(frame)
+        try:
+            expected = general.handle(bfx.parse(bfx.decode(text)), 1.0)
+        except ProtocolViolation as exc:
+            expected = [bfx.Problem("malformed", str(exc))]
+        assert fast.receive(text, 1.0) == expected
+    assert (fast.sequence.last, fast.sequence.gaps, fast.sequence.stale) == (
+        general.sequence.last,
+        general.sequence.gaps,
+        general.sequence.stale,
+    )
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.builds(
+            lambda value, before, after: before + json.dumps(value) + after,
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                max_leaves=8,
+            ),
+            st.sampled_from(["", " ", "\n"]),
+            st.sampled_from(["", " ", "x", "]", "{}"]),
+        ),
+    )
+)
+def test_the_frame_decoder_is_json_loads(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except ValueError as exc:
+        expected = ("error", str(exc))
+    try:
+        got: object = bfx._loads(text)
+    except ValueError as exc:
+        got = ("error", str(exc))
+    assert json.dumps(got) == json.dumps(expected)  # as text: a NaN compares unequal to itself
+
+
+def test_an_unanswered_conf_is_sent_again_until_the_exchange_confirms_it() -> None:
+    # A conf frame garbled on its way gets an error 10000, not a conf answer: without a retry the session would
+    # never get checksums or sequence numbers.
+    proto = bfx.ClientProtocol(max_frame_bytes=1 << 20)
+    (conf,) = proto.opening_frames(now=1.0)
+    assert conf["event"] == "conf"
+    assert proto.overdue_subscriptions(1.5, 1.0) == []
+    proto.receive('{"event":"error","code":10000,"msg":"Unknown event"}', now=1.6)
+    actions = proto.overdue_subscriptions(2.0, 1.0)
+    assert [a.kind for a in actions if isinstance(a, bfx.Problem)] == ["conf_timeout"]
+    assert [a.message for a in actions if isinstance(a, bfx.SendFrame)] == [conf]
+    assert proto.conf_retries == 1
+    assert proto.overdue_subscriptions(2.5, 1.0) == []  # sent again at 2.0
+    proto.receive(json.dumps({"event": "conf", "status": "OK", "flags": conf["flags"]}), now=2.6)
+    assert proto.conf_sent_at is None
+    assert proto.overdue_subscriptions(10.0, 1.0) == []
+    # a fresh channel starts over
+    assert proto.opening_frames(now=20.0) == [conf] and proto.conf_sent_at == 20.0

@@ -548,7 +548,8 @@ def test_disconnect_leaves_no_task_behind_in_any_state() -> None:
             fx.order_mode = "hold"
             pending = [conn.submit({"symbol": "tBTCUSD"}) for _ in range(5)]
             names = sorted(t.get_name().split("-")[1] for t in conn.tasks)
-            assert names == ["ping", "read", "sup"]  # no writer: every frame went out through send_nowait
+            # no writer (every frame went out through send_nowait), no reader (the channel pushes its messages)
+            assert names == ["ping", "sup"]
             await conn.disconnect()
             assert conn.tasks == [] and no_other_tasks()
             assert {f.result().kind for f in pending} <= {OutcomeKind.CONNECTION_LOST, OutcomeKind.NOT_SENT}
@@ -719,6 +720,34 @@ def test_answered_requests_do_not_pile_up_in_the_timeout_heap() -> None:
                 await asyncio.gather(*[conn.submit({"symbol": "tBTCUSD"}) for _ in range(500)])
             assert conn.ledger.in_flight == 0
             assert len(conn._deadlines) <= 1024 + 500  # compacted, not 3000 stale entries
+            await conn.disconnect()
+
+    asyncio.run(main())
+
+
+def test_the_timeout_timer_skips_answered_requests_instead_of_firing_for_each() -> None:
+    async def main() -> None:
+        async with exchange() as (fx, url):
+            conn, _, _ = managed(cfg(url, message_timeout_seconds=0.3))
+            assert await conn.connect()
+            fired = 0
+            expire = conn._expire
+
+            def counting() -> None:
+                nonlocal fired
+                fired += 1
+                expire()
+
+            conn._expire = counting  # type: ignore[method-assign]
+            for _ in range(20):  # answered at once, each with its own deadline in the heap
+                assert (await conn.request({"symbol": "tBTCUSD"})).kind is OutcomeKind.ACKNOWLEDGED
+                await asyncio.sleep(0.01)
+            fx.order_mode = "hold"
+            held = conn.submit({"symbol": "tBTCUSD"})
+            assert (await held).kind is OutcomeKind.TIMED_OUT  # still ends by its own deadline
+            assert fired <= 3  # not once per answered request
+            assert conn.ledger.in_flight == 0 and conn._deadlines == []
+            conn.ledger.check()
             await conn.disconnect()
 
     asyncio.run(main())

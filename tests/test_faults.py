@@ -323,3 +323,75 @@ def test_no_frame_is_lost_without_a_loss_fault(seed: int, sends: list[tuple[str,
     sent = {d: [i for i, (dd, _) in enumerate(sends) if dd == d] for d in ("down", "up")}
     for direction in ("down", "up"):
         assert sorted(set(got[direction])) == sent[direction]
+
+
+def test_plain_until_is_the_next_edge_when_no_fault_acts_on_the_link() -> None:
+    s = sched(
+        Fault("latency", at_s=2, duration_s=1, params={"latency": 0.1}),
+        Fault("capacity_drop", at_s=5, duration_s=1, params={"workers": 1}),
+        Fault("error_reply", at_s=8, duration_s=1, params={"rate": 1.0}),
+    )
+    link = s.open_link()
+    assert link.plain_until(0.5) == 2.0
+    assert link.plain_until(2.5) == -math.inf  # latency on the link
+    assert link.plain_until(3.0) == 5.0
+    assert link.plain_until(5.5) == 6.0  # a capacity drop acts on the node, not on frames
+    assert link.plain_until(8.5) == -math.inf  # order replies may be errors
+    assert link.plain_until(9.0) == math.inf
+    link.plan("down", "x", 9.5)
+    link.dead = True
+    assert link.plain_until(9.5) == -math.inf
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0, 0.05),
+    st.floats(0, 0.02),
+    st.lists(st.floats(0, 0.01), min_size=1, max_size=30),
+    st.integers(0, 2**32),
+)
+def test_base_latency_without_faults_is_what_a_faultless_plan_gives(
+    latency: float, jitter: float, gaps: list[float], seed: int
+) -> None:
+    import random
+
+    link = sched(base_latency_s=latency, base_jitter_s=jitter, seed=seed).open_link()
+    rng = random.Random(f"{seed}/n/0/down")  # the link's own generator for this direction
+    now, last = 0.0, -math.inf
+    for gap in gaps:
+        now += gap
+        delay = max(0.0, latency + rng.gauss(0.0, jitter)) if jitter else latency
+        last = max(now + delay, last)
+        assert link.plan("down", STREAM, now) == [Deliver(last, STREAM)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0, 0.05), st.floats(0, 0.02), st.lists(st.floats(0, 0.01), min_size=1, max_size=30), st.integers(0, 99)
+)
+def test_deliver_at_is_what_plan_says_on_a_plain_link(
+    latency: float, jitter: float, gaps: list[float], seed: int
+) -> None:
+    planned = sched(base_latency_s=latency, base_jitter_s=jitter, seed=seed).open_link()
+    timed = sched(base_latency_s=latency, base_jitter_s=jitter, seed=seed).open_link()
+    now = 0.0
+    for i, gap in enumerate(gaps):
+        now += gap
+        direction = "up" if i % 3 else "down"
+        assert timed.plain_until(now) == math.inf
+        assert planned.plan(direction, STREAM, now) == [Deliver(timed.deliver_at(direction, now), STREAM)]
+
+
+def test_plain_until_ignores_base_latency_but_not_faults() -> None:
+    s = sched(
+        Fault("loss", at_s=1, duration_s=1, params={"rate": 0.5}),
+        Fault("maintenance", at_s=3, duration_s=1),
+        Fault("slow_close", at_s=5, duration_s=1, params={"delay": 0.1}),
+        base_latency_s=0.01,
+    )
+    link = s.open_link()
+    assert link.plain_until(0.0) == 1.0
+    assert link.plain_until(1.5) == -math.inf
+    assert link.plain_until(3.5) == 4.0  # maintenance acts at its edges, not on frames
+    assert link.plain_until(5.5) == -math.inf
+    assert link.plain_until(6.0) == math.inf

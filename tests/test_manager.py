@@ -210,3 +210,47 @@ def test_virtual_time_manager_is_deterministic_and_survives_a_dead_connection():
     a = run_virtual(main())
     b = run_virtual(main())
     assert len(a) == 200 and a == b
+
+
+def test_every_routed_outcome_reaches_the_balancer_before_the_caller_sees_it():
+    async def main():
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=5)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        async with WebSocketIntegrationManager(IntegrationConfig(seed=3, health_check_interval=1)) as manager:
+            for c in conns:
+                await manager.register_connection(c, config)
+            balancer = manager.load_balancer
+            kind = LoadBalancingStrategy.LEAST_CONNECTIONS
+            seen_by_balancer = []
+
+            def check(fut):  # a done-callback of the caller: the balancer already counted this outcome
+                seen_by_balancer.append(balancer.get_strategy_performance()[kind]["requests"])
+
+            futures = [manager.submit(ORDER, ConnectionType.TRADING, kind) for _ in range(40)]
+            for fut in futures:
+                fut.add_done_callback(check)
+            outcomes = await asyncio.gather(*futures)
+            assert all(o.kind is OutcomeKind.ACKNOWLEDGED for o in outcomes)
+            # the k-th callback to run sees at least k outcomes counted (answers read together are counted together)
+            assert len(seen_by_balancer) == 40
+            assert all(n >= k for k, n in enumerate(seen_by_balancer, start=1))
+            perf = balancer.get_strategy_performance()[kind]
+            assert (perf["selections"], perf["requests"], perf["successes"]) == (40, 40, 40)
+            assert all(manager.store.get(c.connection_id).outstanding == 0 for c in conns)
+            # an outcome decided at submit (maintenance: NOT_SENT) is reported too
+            conns[0].protocol.paused = True
+            conns[1].protocol.paused = True
+            outcome = await manager.submit(ORDER, ConnectionType.TRADING, kind)
+            assert outcome.kind is OutcomeKind.NOT_SENT
+            assert balancer.get_strategy_performance()[kind]["failures"] == 1
+            conns[0].protocol.paused = conns[1].protocol.paused = False
+            assert await manager.unregister_connection("tr-0")
+            assert conns[0].outcome_hook is None and conns[1].outcome_hook is not None
+            for c in conns:
+                c.ledger.check()
+        node.stop()
+
+    run_virtual(main())

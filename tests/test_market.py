@@ -356,3 +356,17 @@ def test_checksum_matches_the_official_client_library_test_vector() -> None:
     assert json.loads(view.snapshot_text()) == [[6000, 1, 1], [5900, 1, 2], [6100, 1, -3], [6200, 1, -4]]
     # the same book aggregated to P2 (buckets of 100): asks round up, bids round down
     assert BookView(raw, "P2", 25).checksum == independent_signed_crc("6000:1:6100:-3:5900:2:6200:-4")
+
+
+def test_the_constructor_draws_nothing_books_are_built_on_first_use() -> None:
+    rng = np.random.default_rng(9)
+    before = rng.bit_generator.state
+    f = MarketFeed(["tBTCUSD", "tETHUSD"], rng)
+    assert rng.bit_generator.state == before and f.next_time() == pytest.approx(0.1)
+    assert f.advance(0.05) == [] and rng.bit_generator.state == before  # nothing due yet
+    # the first snapshot builds the books; a twin feed that steps first sees the same market
+    snap = f.snapshot("ticker:tETHUSD")[0]
+    assert rng.bit_generator.state != before
+    twin = feed(9)
+    assert twin.snapshot("ticker:tETHUSD")[0] == snap
+    assert stream(f, 20) == stream(feed(9), 20)

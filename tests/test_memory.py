@@ -124,3 +124,61 @@ def test_pings_unanswered_while_the_node_stops_reading():
         node.stop()
 
     run_virtual(main())
+
+
+def test_push_mode_delivers_in_order_from_loop_callbacks_then_the_loss_once():
+    async def main():
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        got: list = []
+        lost: list = []
+        assert channel.push_to(lambda data: got.append(json.loads(data)), lost.append)
+        assert got == []  # the info event already waiting is delivered by a loop callback, not inside push_to
+        assert channel.send_nowait(json.dumps({"event": "ping", "cid": 1}))
+        assert channel.send_nowait(json.dumps({"event": "ping", "cid": 2}))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert [m.get("event") for m in got] == ["info", "pong", "pong"]
+        assert [m.get("cid") for m in got[1:]] == [1, 2]  # in the order sent
+        assert channel.bytes_sent == 2 * len(json.dumps({"event": "ping", "cid": 1}))
+        node.stop()  # aborts every connection: no close frame
+        await asyncio.sleep(0)
+        assert len(lost) == 1 and isinstance(lost[0], ConnectionLost) and lost[0].code == 1006
+        assert not channel.send_nowait("late")  # closed: declined (send would raise the loss)
+        with pytest.raises(ConnectionLost):
+            await channel.send("late")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(lost) == 1  # reported once
+
+    run_virtual(main())
+
+
+def test_push_mode_and_recv_give_the_same_stream_in_virtual_time():
+    async def session(push: bool) -> list:
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        got: list = []
+        if push:
+            channel.push_to(got.append, lambda exc: None)
+        await channel.send(json.dumps({"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"}))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 5.0
+        while loop.time() < until:
+            if push:
+                await asyncio.sleep(0.01)
+            else:
+                try:
+                    async with asyncio.timeout_at(until):
+                        got.append(await channel.recv())
+                except TimeoutError:
+                    break
+        await channel.close()
+        node.stop()
+        return got
+
+    pulled = run_virtual(session(False))
+    pushed = run_virtual(session(True))
+    assert len(pulled) > 10 and pushed[: len(pulled)] == pulled

@@ -234,7 +234,7 @@ def test_closed_connection_leaves_no_timers() -> None:
         await asyncio.sleep(0.06)
         before = len(ch.frames)
         conn.closed()
-        scheduled = len([h for h in node.loop._scheduled if not h.cancelled()])  # type: ignore[attr-defined]
+        scheduled = len(node.loop.scheduled_handles())  # type: ignore[attr-defined]
         await asyncio.sleep(2.0)
         node.stop()
         return before, len(ch.frames), scheduled
@@ -367,3 +367,208 @@ def test_random_client_frames_never_crash_or_close(frames: list[str | bytes]) ->
     still_open, msgs = run_virtual(main())
     assert still_open
     assert any(isinstance(m, dict) and m.get("event") == "pong" and m.get("cid") == 99 for m in msgs)
+
+
+# -- market on demand, order completions, notification text ----------------------------------------------------
+
+
+def subscribe_message(channel: str, **extra: Any) -> str:
+    return json.dumps({"event": "subscribe", "channel": channel, "symbol": "tBTCUSD", **extra})
+
+
+def market_frames(on_demand: bool, subscribe_at: float, until: float, unsubscribe_at: float | None = None) -> Any:
+    async def main() -> tuple[list[tuple[float, Any]], int, int]:
+        node = ExchangeNode(spec(), seed=7, market_on_demand=on_demand, market_update_interval_s=0.05)
+        node.start()
+        conn, ch = await connected(node)
+        await asyncio.sleep(subscribe_at - node.loop.time())
+        steps_before = node.market.last_seq
+        for channel, extra in (("ticker", {}), ("trades", {}), ("book", {"prec": "P0", "len": "25"})):
+            conn.receive(subscribe_message(channel, **extra))
+        if unsubscribe_at is not None:
+            await asyncio.sleep(unsubscribe_at - node.loop.time())
+            for chan_id in conn.session.channel_ids():
+                conn.receive(json.dumps({"event": "unsubscribe", "chanId": chan_id}))
+        await asyncio.sleep(until - node.loop.time())
+        steps_after = node.market.last_seq
+        node.stop()
+        frames = [(round(t, 9), d) for t, d in ch.frames if t >= subscribe_at]
+        return frames, steps_before, steps_after
+
+    return run_virtual(main())
+
+
+def test_market_on_demand_gives_subscribers_the_always_running_stream() -> None:
+    for subscribe_at in (0.0101, 3.33, 60.0):  # 60 s: 1200 missed steps, more than one advance() catches up
+        eager, eager_before, _ = market_frames(False, subscribe_at, subscribe_at + 2.0)
+        lazy, lazy_before, _ = market_frames(True, subscribe_at, subscribe_at + 2.0)
+        assert lazy == eager and len(eager) > 40
+        assert lazy_before == 0  # the dormant feed had not stepped before the subscribe
+        assert eager_before == int(subscribe_at / 0.05)
+
+
+def test_market_on_demand_sleeps_again_without_subscribers() -> None:
+    _, _, stepped = market_frames(True, 1.0, 30.0, unsubscribe_at=2.0)
+    frames, _, always = market_frames(False, 1.0, 30.0, unsubscribe_at=2.0)
+    assert stepped < always / 10  # stopped stepping about a tick after the last unsubscribe
+    assert frames == market_frames(True, 1.0, 30.0, unsubscribe_at=2.0)[0]
+
+
+def test_a_dormant_market_wakes_only_for_subscribe_events() -> None:
+    async def main() -> tuple[int, bool]:
+        node = ExchangeNode(spec(), market_on_demand=True)
+        node.start()
+        conn, ch = await connected(node)
+        await asyncio.sleep(5.0)
+        conn.receive(json.dumps({"event": "ping", "cid": 1}))
+        conn.receive(order_message(1))
+        conn.receive(b"\xff not json")
+        await asyncio.sleep(1.0)
+        dormant = node._market_dormant
+        steps = node.market.last_seq
+        node.stop()
+        return steps, dormant
+
+    assert run_virtual(main()) == (0, True)
+
+
+def test_pending_orders_share_one_completion_timer() -> None:
+    async def main() -> tuple[int, int, int]:
+        node = ExchangeNode(spec(), market_on_demand=True)
+        node.start()
+        conn, ch = await connected(node)
+        baseline = len(node.loop.scheduled_handles())  # type: ignore[attr-defined]
+        for cid in range(1, 51):
+            conn.receive(order_message(cid))
+        pending = conn.pending_orders
+        timers = len(node.loop.scheduled_handles()) - baseline  # type: ignore[attr-defined]
+        await asyncio.sleep(1.0)
+        node.stop()
+        return pending, timers, len(ch.find(is_order_reply))
+
+    pending, timers, replies = run_virtual(main())
+    assert pending == 50 and timers == 1 and replies == 50
+
+
+def _reference_note(session: Any, o: dict[str, Any], now: float, *, ok: bool, code: Any, text: str, oid: int) -> str:
+    """The notification as a 32-field list through json (the original implementation): the oracle."""
+    from simulator.bitfinex import _EVENT_DUMPS, ERR_UNKNOWN_EVENT, _number
+
+    cid = o.get("cid") if type(o.get("cid")) is int else None
+    gid = o.get("gid") if type(o.get("gid")) is int else None
+    symbol = o.get("symbol") if isinstance(o.get("symbol"), str) and len(o["symbol"]) <= 32 else None
+    order_type = o.get("type") if isinstance(o.get("type"), str) and len(o["type"]) <= 64 else None
+    amount, price = _number(o.get("amount")), _number(o.get("price"))
+    flags = o.get("flags") if type(o.get("flags")) is int and 0 <= o["flags"] < 2**31 else 0
+    mts = session.market.mts(now)
+    stamp = mts if ok else None
+    order = [
+        oid if ok else None, gid, cid, symbol, stamp, stamp, amount, amount, order_type, None,
+        None, None, flags, "ACTIVE" if ok else None, None, None, price or 0, 0, 0, 0,
+        None, None, None, 0, 1 if o.get("hidden") in (1, True) else 0, None, None, None, "API>BFX", None,
+        None, None,
+    ]  # fmt: skip
+    if ok:
+        side = "buy" if (amount or 0) > 0 else "sell"
+        base = (symbol or "t???")[1:4] if symbol and ":" not in symbol else (symbol or "t?:").split(":")[0][1:]
+        text = text or f"Submitting {(order_type or '').lower()} {side} order for {abs(amount or 0)} {base}."
+    else:
+        text = text or session.order_error_text(code or ERR_UNKNOWN_EVENT)
+    note = [mts, "on-req", None, None, order, code, "SUCCESS" if ok else "ERROR", text]
+    return '"n",' + _EVENT_DUMPS(note)
+
+
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=2),
+)
+_any_fields = st.dictionaries(
+    st.sampled_from(["cid", "gid", "symbol", "type", "amount", "price", "flags", "hidden", "meta"]), _scalar
+)
+_text = st.text(max_size=12)
+_common_fields = st.fixed_dictionaries(
+    {
+        "type": st.one_of(_text, st.sampled_from(["EXCHANGE LIMIT", "EXCHANGE MARKET", "x" * 70])),
+        "symbol": st.one_of(_text, st.sampled_from(["tBTCUSD", "tTEST:USD", "t" * 40])),
+        "amount": st.one_of(_text, st.sampled_from(["0.1", "-2", "1e400", "nan", "0"])),
+        "price": st.one_of(_text, st.sampled_from(["1000", "-1", "0"])),
+        "cid": st.integers(-5, 2**60),
+    }
+)
+
+
+_valid_fields = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["EXCHANGE LIMIT", "EXCHANGE MARKET", "LIMIT"]),
+        "symbol": st.just("tBTCUSD"),
+        "amount": st.sampled_from(["0.1", "-2", "3.5e-3"]),
+        "price": st.sampled_from(["1000", "0.5"]),
+        "cid": st.integers(0, 2**53 - 1),
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(_any_fields, _common_fields, _valid_fields),
+            st.booleans(),
+            st.one_of(st.none(), st.integers(0, 30000)),
+            st.sampled_from(["", "boom \u00e9"]),
+            st.floats(0, 1e6),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_order_notifications_are_the_json_of_the_reference_list(calls: list[Any]) -> None:
+    from simulator.bitfinex import ExchangeSession, Order
+    from simulator.market import MarketFeed
+
+    session = ExchangeSession(market=MarketFeed(("tBTCUSD",), __import__("numpy").random.default_rng(1)))
+    session._wrap = lambda prefix, payload, t, auth=False: payload  # type: ignore[method-assign]
+    for fields, ok, code, text, now in calls:  # one session: later calls hit the per-shape cache
+        oid = session.market._order_id + 1
+        got = session._notification(fields, now, ok=ok, code=code, text=text).text
+        assert got == _reference_note(session, fields, now, ok=ok, code=code, text=text, oid=oid)
+        if type(fields.get("cid")) is int and 0 <= fields["cid"] < 2**53:
+            assert session._order_problem(fields) == session._fields_problem(fields)
+        # the order path proper: accepted orders carry their shape to order_done
+        session.authenticated = True
+        [action] = session._order([0, "on", None, fields], now)
+        if isinstance(action, Order):
+            oid = session.market._order_id + 1
+            [sent] = session.order_done(action, now, ok=True)
+            assert sent.text == _reference_note(session, fields, now, ok=True, code=None, text="", oid=oid)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+).map(json.dumps)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.text(max_size=30), _json_values),
+    st.sampled_from(["", " ", "\n", "x", "\ufeff", "]", " 1"]),
+    st.sampled_from(["", " ", "\ufeff", "\t"]),
+)
+def test_frames_parse_exactly_as_json_loads(body: str, tail: str, head: str) -> None:
+    from simulator.order_text import loads as _loads
+
+    text = head + body + tail
+
+    def outcome(parse: Any) -> str:
+        try:
+            return repr(("ok", parse(text)))
+        except (ValueError, RecursionError) as exc:
+            return repr(("error", type(exc)))
+
+    assert outcome(_loads) == outcome(json.loads)

@@ -200,3 +200,49 @@ def test_thread_safety_under_hammering_from_threads():
     assert sum(r.requests_ok for r in shared_records) == total
     assert all(r.outstanding == 0 for r in shared_records)
     assert store.metrics()["operations"]["register"] == total + shared
+
+
+class CountingObserver:
+    def __init__(self) -> None:
+        self.load_changes = 0
+
+    def on_registered(self, record):
+        pass
+
+    def on_state_changed(self, record, old):
+        pass
+
+    def on_load_changed(self, record):
+        self.load_changes += 1
+
+    def on_eligibility_changed(self, record):
+        pass
+
+    def on_removed(self, record):
+        pass
+
+
+def test_combined_request_calls_equal_their_parts_with_one_notification_each():
+    clock = FakeClock(0.0)
+    parts, combined = InMemoryConnectionStore(clock=clock), InMemoryConnectionStore(clock=clock)
+    seen_parts, seen_combined = CountingObserver(), CountingObserver()
+    parts.subscribe(seen_parts)
+    combined.subscribe(seen_combined)
+    for store in (parts, combined):
+        store.register("a", cfg())
+    steps = [(0.5, 120, True, 3.0), (1.0, 80, False, 7.5), (2.5, 64, True, None), (4.0, 99, False, None)]
+    for t, size, ok, latency in steps:
+        clock.t = t
+        parts.request_started("a")
+        parts.message_sent("a", size)
+        combined.request_sent("a", size)
+        clock.t = t + 0.25
+        parts.message_received("a", size // 2)
+        parts.request_finished("a", ok=ok, latency_ms=latency)
+        combined.answer_received("a", size // 2, ok=ok, latency_ms=latency)
+    assert parts.get("a").snapshot() == combined.get("a").snapshot()
+    assert parts.get("a").consecutive_failures == combined.get("a").consecutive_failures == 1
+    assert seen_parts.load_changes == 2 * seen_combined.load_changes == 4 * len(steps)
+    combined.answer_received("gone", 10, ok=True, latency_ms=1.0)  # removed: ignored, like request_finished
+    with pytest.raises(UsageError, match="unknown connection id 'gone'"):
+        combined.request_sent("gone", 10)

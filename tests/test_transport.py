@@ -210,7 +210,7 @@ def test_send_nowait_writes_at_once_and_declines_when_closed() -> None:
     asyncio.run(main())
 
 
-def test_send_nowait_batches_one_loop_pass_into_one_write_and_keeps_order_with_send() -> None:
+def test_send_nowait_writes_the_first_frame_at_once_batches_the_rest_and_keeps_order_with_send() -> None:
     async def main() -> None:
         async with server(echo) as (host, port):
             url = f"ws://{host}:{port}/"
@@ -221,14 +221,93 @@ def test_send_nowait_batches_one_loop_pass_into_one_write_and_keeps_order_with_s
             transport.write = lambda data: (writes.append(bytes(data)), original(data))[1]  # type: ignore[method-assign]
             for i in range(50):
                 assert channel.send_nowait(f"m{i}")
+            assert len(writes) == 1  # the first frame went out at once (no added latency)
             await asyncio.sleep(0)  # the flush runs once per loop pass
-            assert len(writes) == 1  # 50 frames, one write
+            assert len(writes) == 2  # the other 49 frames, one write
             assert channel.send_nowait("a")
             await channel.send("b")  # websockets' own write flushes what was queued first
             assert channel.send_nowait("c")
             got = [await channel.recv() for _ in range(53)]
             assert got == [f"m{i}" for i in range(50)] + ["a", "b", "c"]
+            await asyncio.sleep(0)
+            # a long burst goes out in pieces of about FLUSH_BYTES, so the peer can start before it ends
+            writes.clear()
+            big = "x" * 1000
+            for _ in range(100):
+                assert channel.send_nowait(big)
+            pieces = len(writes)
+            assert 1 + 100_000 // channel.FLUSH_BYTES - 1 <= pieces <= 1 + 100_000 // channel.FLUSH_BYTES + 1
+            got = [await channel.recv() for _ in range(100)]
+            assert got == [big] * 100
             transport.write = original  # type: ignore[method-assign]
             await channel.close()
+
+    asyncio.run(main())
+
+
+async def chatty(ws: ServerConnection) -> None:
+    """Greets at once (before the client can switch to push), then answers commands."""
+    await ws.send("hello-1")
+    await ws.send(b"hello-2")
+    async for message in ws:
+        if message == "fragments":
+            await ws.send(["frag", "mented", " text"])  # one message in three frames
+            await ws.send([b"\x01", b"\x02"])
+        elif message == "close-4001":
+            await ws.close(4001, "bye")
+        else:
+            await ws.send(message)
+
+
+def test_push_mode_takes_over_waiting_messages_reassembles_fragments_and_reports_the_close() -> None:
+    async def main() -> None:
+        async with server(chatty) as (host, port):
+            url = f"ws://{host}:{port}/"
+            channel = await WebsocketsTransport().connect(url, config(url))
+            await asyncio.sleep(0.05)  # the greetings are now waiting in websockets' own queue
+            got: list[Any] = []
+            lost: list[ConnectionLost] = []
+            assert channel.push_to(got.append, lost.append)
+            assert got == []  # never delivered from inside push_to
+            assert channel.send_nowait("fragments")
+            assert channel.send_nowait("echo-me")
+            for _ in range(200):
+                if len(got) >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == ["hello-1", b"hello-2", "fragmented text", b"\x01\x02", "echo-me"]
+            assert channel.send_nowait("close-4001")
+            for _ in range(200):
+                if lost:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(lost) == 1 and isinstance(lost[0], TransportClosed)
+            assert (lost[0].code, lost[0].reason) == (4001, "bye")
+            assert channel.close_code == 4001
+
+    asyncio.run(main())
+
+
+def test_push_mode_is_declined_while_recv_runs_and_by_a_foreign_connection_class() -> None:
+    async def main() -> None:
+        async with server(chatty) as (host, port):
+            url = f"ws://{host}:{port}/"
+            channel = await WebsocketsTransport().connect(url, config(url))
+            assert await channel.recv() == "hello-1"
+            reader = asyncio.ensure_future(channel.recv())
+            await asyncio.sleep(0)
+            assert await reader == b"hello-2"
+            pending = asyncio.ensure_future(channel.recv())
+            await asyncio.sleep(0.01)
+            assert not channel.push_to(lambda data: None, lambda exc: None)  # a recv() is waiting
+            channel.send_nowait("x")
+            assert await pending == "x"
+            await channel.close()
+            from websockets.asyncio.client import ClientConnection
+
+            plain = await WebsocketsTransport(extra={"create_connection": ClientConnection}).connect(url, config(url))
+            assert not plain.push_to(lambda data: None, lambda exc: None)
+            assert await plain.recv() == "hello-1"
+            await plain.close()
 
     asyncio.run(main())

@@ -73,3 +73,127 @@ def test_loop_class_reports_its_start():
         assert loop.time() == 100.0
     finally:
         loop.close()
+
+
+def test_timers_at_the_same_time_run_in_scheduling_order_at_exactly_their_time():
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        times = [0.3, 0.1, 0.3, 0.7 - 0.4, 0.1, 1 / 3]  # 0.7 - 0.4 != 0.3 in floating point
+        for i, when in enumerate(times):
+            loop.call_at(when, lambda i=i, w=when: seen.append((i, w, loop.time())))
+        await asyncio.sleep(1.0)
+        return seen
+
+    seen = run_virtual(main())
+    assert [i for i, _, _ in seen] == [1, 4, 3, 0, 2, 5]
+    assert all(t == w for _, w, t in seen)  # the clock stands exactly at each timer's time: no drift
+
+
+def test_equal_times_keep_fifo_order_among_many_timers():
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        for i in range(500):
+            loop.call_at(1.0 + (i % 7) * 0.25, seen.append, i)
+        await asyncio.sleep(5)
+        return seen
+
+    seen = run_virtual(main())
+    assert seen == sorted(range(500), key=lambda i: (i % 7, i))
+
+
+def test_cancelled_timers_never_run_and_are_swept():
+    async def main():
+        loop = asyncio.get_running_loop()
+        ran = []
+        handles = [loop.call_at(10.0 + i, ran.append, i) for i in range(1000)]
+        for h in handles[:900]:
+            h.cancel()
+        await asyncio.sleep(0)  # one iteration: the sweep drops the cancelled majority
+        left = len(loop._timers)
+        await asyncio.sleep(2000)
+        return ran, left, loop.scheduled_handles()
+
+    ran, left, after = run_virtual(main())
+    assert ran == list(range(900, 1000))
+    assert left <= 101 and after == []
+
+
+def test_a_failing_callback_goes_to_the_exception_handler_and_the_loop_goes_on():
+    async def main():
+        loop = asyncio.get_running_loop()
+        caught = []
+        loop.set_exception_handler(lambda _loop, context: caught.append(context))
+        loop.call_soon(lambda: 1 / 0)
+        loop.call_at(loop.time() + 1.0, lambda: [][1])
+        await asyncio.sleep(2.0)
+        return caught
+
+    caught = run_virtual(main())
+    assert [type(c["exception"]) for c in caught] == [ZeroDivisionError, IndexError]
+    assert all("Exception in callback" in c["message"] and "handle" in c for c in caught)
+
+
+def test_real_file_descriptors_are_still_served():
+    import socket
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        got = loop.create_future()
+        loop.add_reader(a.fileno(), lambda: got.set_result(a.recv(16)) if not got.done() else None)
+        try:
+            loop.call_at(loop.time() + 5.0, b.send, b"ping")
+            data = await asyncio.wait_for(got, timeout=10.0)
+            return data, loop.time()
+        finally:
+            loop.remove_reader(a.fileno())
+            a.close()
+            b.close()
+
+    data, now = run_virtual(main())
+    assert data == b"ping" and now == pytest.approx(5.0)
+
+
+def test_a_thread_wakes_the_loop_while_virtual_timers_are_pending():
+    import threading
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        ticks = []
+
+        def tick():
+            ticks.append(loop.time())
+            if not done.done():
+                loop.call_at(loop.time() + 0.001, tick)
+
+        tick()
+        threading.Thread(target=lambda: loop.call_soon_threadsafe(done.set_result, "from thread")).start()
+        return await done, len(ticks) > 0
+
+    assert run_virtual(main()) == ("from thread", True)
+
+
+def test_debug_mode_runs_the_same_program():
+    async def main():
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(1.5)
+        handle = loop.call_later(1.0, lambda: None)
+        handle.cancel()
+        await asyncio.sleep(0.5)
+        return loop.time()
+
+    assert run_virtual(main(), debug=True) == run_virtual(main()) == 2.0
+
+
+def test_a_closed_loop_refuses_new_callbacks():
+    loop = VirtualTimeLoop()
+    loop.close()
+    with pytest.raises(RuntimeError):
+        loop.call_soon(print)
+    with pytest.raises(RuntimeError):
+        loop.call_at(1.0, print)

@@ -351,7 +351,7 @@ class WebSocketAnalytics:
         """One message sent (``direction="out"``/``"sent"``) or received (``"in"``/``"received"``)."""
         if direction not in ("in", "out", "sent", "received"):
             raise ConfigurationError("direction", direction, "expected 'in', 'out', 'sent' or 'received'")
-        t = self._now(now)
+        t = now if now is not None else self._now()
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
         st.messages += 1
         st.bytes += nbytes

@@ -134,11 +134,30 @@ class WebSocketLoadBalancer:
         #: (time, connection_id, until, reason) of every ejection, oldest first (bounded).
         self.ejection_log: list[tuple[float, str, float, str]] = []
         self.health_checks = 0
+        #: The pools of each connection the store told us about, by id: the hot path looks them up by string
+        #: (enum members hash in Python code, strings in C).
+        self._pools_of: dict[str, _TypePools] = {}
+        # one-entry caches for choose()/report(): the last type's pools, the last (pool, strategy) index and the
+        # last strategy's statistics
+        self._hot_type: ConnectionType | None = None
+        self._hot_pools: _TypePools | None = None
+        self._hot_pool: Pool | None = None
+        self._hot_kind: LoadBalancingStrategy | None = None
+        self._hot_index: Any = None
+        self._hot_stats_kind: LoadBalancingStrategy | None = None
+        self._hot_stats: _StrategyStats | None = None
         store.subscribe(self)
 
     # -- store observer ------------------------------------------------------------------------------------
 
+    def _pools_for(self, record: ConnectionRecord) -> _TypePools:
+        pools = self._pools_of.get(record.connection_id)
+        if pools is None:
+            pools = self._pools_of[record.connection_id] = self._pools[record.connection_type]
+        return pools
+
     def on_registered(self, record: ConnectionRecord) -> None:
+        self._pools_for(record)
         if record.state is ConnectionState.CONNECTED:
             self._enter(record)
 
@@ -146,12 +165,12 @@ class WebSocketLoadBalancer:
         if record.state is ConnectionState.CONNECTED:
             self._enter(record)
         elif old is ConnectionState.CONNECTED:
-            pools = self._pools[record.connection_type]
+            pools = self._pools_for(record)
             pools.connected.remove(record)
             pools.eligible.remove(record)
 
     def on_load_changed(self, record: ConnectionRecord) -> None:
-        pools = self._pools.get(record.connection_type)
+        pools = self._pools_of.get(record.connection_id)
         if pools is None:
             return
         pools.connected.update(record)
@@ -164,21 +183,21 @@ class WebSocketLoadBalancer:
     def on_eligibility_changed(self, record: ConnectionRecord) -> None:
         if record.state is not ConnectionState.CONNECTED:
             return
-        pools = self._pools[record.connection_type]
+        pools = self._pools_for(record)
         if record.ejected_until is None and not record.paused:
             pools.eligible.add(record)
         else:
             pools.eligible.remove(record)
 
     def on_removed(self, record: ConnectionRecord) -> None:
-        pools = self._pools.get(record.connection_type)
+        pools = self._pools_of.pop(record.connection_id, None)
         if pools is not None:
             pools.connected.remove(record)
             pools.eligible.remove(record)
         self._last_counts.pop(record.connection_id, None)
 
     def _enter(self, record: ConnectionRecord) -> None:
-        pools = self._pools[record.connection_type]
+        pools = self._pools_for(record)
         pools.connected.add(record)
         if record.ejected_until is None and not record.paused:
             pools.eligible.add(record)
@@ -196,7 +215,12 @@ class WebSocketLoadBalancer:
         t = self._clock() if now is None else now
         if self._ejections and self._ejections[0][0] <= t:
             self._expire_ejections(t)
-        pools = self._pools.get(connection_type)
+        if connection_type is self._hot_type:
+            pools = self._hot_pools
+        else:
+            pools = self._pools.get(connection_type)
+            if pools is not None:
+                self._hot_type, self._hot_pools = connection_type, pools
         if pools is None or not pools.connected.members:
             return None
         pool = pools.eligible
@@ -204,13 +228,24 @@ class WebSocketLoadBalancer:
         if panic:
             self.panic_selections[connection_type] += 1
             pool = pools.connected
-        index = pool.strategies.get(kind) or pool.strategy(kind)
+        if pool is self._hot_pool and kind is self._hot_kind:
+            index = self._hot_index
+        else:
+            index = pool.strategies.get(kind) or pool.strategy(kind)
+            self._hot_pool, self._hot_kind, self._hot_index = pool, kind, index
         record = index.select(t, self.rng)
         if record is None:  # cannot happen with a non-empty pool; kept as a guard for custom strategies
             return None
         arm = index.last_arm if isinstance(index, Adaptive) and index.last_arm is not None else kind
-        self._stats[kind].selections += 1
+        self._stats_of(kind).selections += 1
         return Selection(record, kind, arm, t, panic)
+
+    def _stats_of(self, kind: LoadBalancingStrategy) -> _StrategyStats:
+        if kind is self._hot_stats_kind and self._hot_stats is not None:
+            return self._hot_stats
+        stats = self._stats[kind]
+        self._hot_stats_kind, self._hot_stats = kind, stats
+        return stats
 
     async def select_connection(
         self, connection_type: ConnectionType, strategy: LoadBalancingStrategy | None = None
@@ -221,7 +256,7 @@ class WebSocketLoadBalancer:
 
     def report(self, selection: Selection, *, ok: bool, latency_ms: float | None, now: float | None = None) -> None:
         """The request routed by ``selection`` ended: feeds strategy statistics and the ADAPTIVE bandit."""
-        stats = self._stats[selection.strategy]
+        stats = self._stats_of(selection.strategy)
         if ok:
             stats.successes += 1
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import json.scanner
 import math
 import zlib
 from collections.abc import Iterable, Mapping
@@ -146,6 +147,24 @@ Event = (
 
 
 # --- parsing -----------------------------------------------------------------------------------------------
+
+
+#: The scanner ``json.loads`` uses (the C one when available); typeshed types its argument oddly.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _loads(data: str | bytes) -> Any:
+    """``json.loads(data)``, with the json module's own scanner called directly for the common frame (a str
+    holding one JSON value and nothing else); anything else (bytes, surrounding whitespace, errors) goes through
+    ``json.loads`` itself, so results and error messages are the same."""
+    if type(data) is str:
+        try:
+            obj, end = _scan_once(data, 0)
+        except StopIteration:
+            return json.loads(data)
+        if end == len(data):
+            return obj
+    return json.loads(data)
 
 
 def decode(data: str | bytes) -> Any:
@@ -616,14 +635,20 @@ class ClientProtocol:
         self._released: dict[int, float] = {}
         self.checksum_mismatches = 0
         self.resubscribes = 0
+        #: When the unanswered ``conf`` frame was sent (None once the exchange confirmed it).
+        self.conf_sent_at: float | None = None
+        self.conf_retries = 0
 
-    def opening_frames(self) -> list[dict[str, Any]]:
-        """A new channel: forget sequence numbers and channel ids; the ``conf`` frame to send first."""
+    def opening_frames(self, now: float = 0.0) -> list[dict[str, Any]]:
+        """A new channel: forget sequence numbers and channel ids; the ``conf`` frame to send first (sent again
+        by :meth:`overdue_subscriptions` until the exchange confirms it)."""
         self.sequence.reset()
         self.subscriptions.connection_lost()
         self._released.clear()
         self.paused = False
+        self.conf_sent_at = None
         if self.sequence_checks or self.checksums:
+            self.conf_sent_at = now
             return [conf_message(seq_all=self.sequence_checks, checksum=self.checksums)]
         return []
 
@@ -643,8 +668,14 @@ class ClientProtocol:
         return out
 
     def overdue_subscriptions(self, now: float, timeout: float) -> list[Action]:
-        """Subscribe again whatever went unconfirmed for ``timeout`` (a request or its answer was lost)."""
+        """Subscribe again whatever went unconfirmed for ``timeout`` (a request or its answer was lost); the
+        same for the ``conf`` frame (without it, no checksums and no sequence numbers would ever arrive)."""
         out: list[Action] = []
+        if self.conf_sent_at is not None and now - self.conf_sent_at >= timeout:
+            self.conf_sent_at = now
+            self.conf_retries += 1
+            out.append(Problem("conf_timeout", "no answer to the conf frame", emit=False))
+            out.append(SendFrame(conf_message(seq_all=self.sequence_checks, checksum=self.checksums)))
         for sub in self.subscriptions.overdue(now, timeout):
             out.append(Problem("subscribe_timeout", f"no answer to subscribing {sub.key}", emit=False))
             out += self.resubscribe(sub, "subscribe_timeout", now)
@@ -656,10 +687,51 @@ class ClientProtocol:
         if size > limit or (isinstance(data, str) and size * 4 > limit and len(data.encode()) > limit):
             return [Problem("oversized", f"frame of {size} characters/bytes over the limit of {limit} bytes")]
         try:
-            event = parse(decode(data))
+            msg = _loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return [Problem("malformed", f"undecodable frame ({len(data)} bytes): {exc}")]
+        if type(msg) is list and len(msg) > 2 and msg[1] == "n" and msg[0] == 0 and type(msg[0]) is int:
+            # the frame of the request path: an answer to one of our requests, read without the general parser
+            answer = self._notification(msg)
+            if answer is not None:
+                return answer
+        try:
+            event = parse(msg)
         except ProtocolViolation as exc:
             return [Problem("malformed", str(exc))]
         return self.handle(event, now)
+
+    def _notification(self, msg: list[Any]) -> list[Action] | None:
+        """The actions for ``[0, "n", [MTS, "...-req", ...], SEQ?]``, as :meth:`handle` gives for its
+        :class:`OrderNotification`; ``None`` when it is some other notification (the general path takes it)."""
+        payload = msg[2]
+        if type(payload) is not list or len(payload) < 7:
+            return None
+        request_type = payload[1]
+        if type(request_type) is not str or not request_type.endswith("-req"):
+            return None
+        out: list[Action] = []
+        if self.sequence_checks and len(msg) > 3:
+            seq = msg[3]
+            if type(seq) is int:
+                verdict = self.sequence.check(seq)
+                if verdict == "stale":  # a duplicate: the request already has its answer
+                    return [Problem("sequence_stale", f"seq {seq} on channel 0", emit=False)]
+                if verdict == "gap":
+                    out.append(Problem("sequence_gap", f"seq {seq} on channel 0", emit=False))
+        info = payload[4]
+        if type(info) is list and len(info) > 2:
+            cid = info[2]  # order array: [ID, GID, CID, SYMBOL, ...]
+        elif type(info) is dict:
+            cid = info.get("cid")
+        else:
+            return out
+        if type(cid) is not int:
+            return out
+        code = payload[5]
+        text = payload[7] if len(payload) > 7 and type(payload[7]) is str else ""
+        out.append(Answer(cid, payload[6] == "SUCCESS", code if type(code) is int else None, text))
+        return out
 
     def handle(self, event: Event, now: float = 0.0) -> list[Action]:
         """The actions for one parsed event."""
@@ -680,6 +752,10 @@ class ClientProtocol:
             return self._info(event, now)
         if isinstance(event, Unsubscribed):
             self._released.pop(event.chan_id, None)
+            return []
+        if isinstance(event, Conf):
+            if event.ok:
+                self.conf_sent_at = None
             return []
         if isinstance(event, Subscribed):
             sub = self.subscriptions.confirmed(event)

@@ -30,7 +30,7 @@ from .exceptions import CapacityError, UsageError, WsFinalError
 from .interface import ConnectionEvent, WebSocketConnectionInterface
 from .requests import OutcomeKind, RequestLedger, RequestOutcome
 from .states import ConnectionState
-from .store import Clock, InMemoryConnectionStore
+from .store import Clock, InMemoryConnectionStore, loop_clock
 
 logger = logging.getLogger("wsfinal.manager")
 
@@ -65,6 +65,8 @@ class WebSocketIntegrationManager:
         self.config = config or IntegrationConfig()
         self.store = store or InMemoryConnectionStore(clock=clock)
         self._clock: Clock = clock or self.store.clock
+        #: The clock is the running loop's: submit() passes the time it read anyway instead of reading it again.
+        self._loop_time = self._clock is loop_clock
         balancer_seed, self.connection_seed = derive_seeds(self.config.seed, 2)
         self.load_balancer: WebSocketLoadBalancer | None = None
         if self.config.enable_load_balancing:
@@ -98,6 +100,8 @@ class WebSocketIntegrationManager:
         self._configs: dict[str, ConnectionConfig] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._rr_cursor = 0
+        #: Connections that report outcomes through ``outcome_hook`` (ManagedConnection does).
+        self._hooked: set[str] = set()
         self.started = False
         #: Requests that ended without reaching a connection (no connection available).
         self.ledger = RequestLedger()
@@ -208,6 +212,10 @@ class WebSocketIntegrationManager:
             connection.add_listener(self._mirror_state)
             self._sync_state(cid, connection.state)
         connection.add_listener(self._remember_event)
+        if self.load_balancer is not None and hasattr(connection, "outcome_hook"):
+            # A ManagedConnection reports each routed request's outcome straight to the balancer (see submit).
+            connection.outcome_hook = self._report_outcome
+            self._hooked.add(cid)
         self._connections[cid] = connection
         self._configs[cid] = config
         if connection.state is not S.CONNECTED:
@@ -223,6 +231,9 @@ class WebSocketIntegrationManager:
         if connection is None:
             return False
         self._configs.pop(connection_id, None)
+        if connection_id in self._hooked:
+            self._hooked.discard(connection_id)
+            setattr(connection, "outcome_hook", None)  # noqa: B010 - set only on connections that have it
         await connection.disconnect(reason)
         self.store.remove(connection_id, reason=reason)
         return True
@@ -271,9 +282,11 @@ class WebSocketIntegrationManager:
             return None
         return self._connections.get(selection.record.connection_id)
 
-    def _choose(self, connection_type: ConnectionType, strategy: LoadBalancingStrategy | None) -> Selection | None:
+    def _choose(
+        self, connection_type: ConnectionType, strategy: LoadBalancingStrategy | None, now: float | None = None
+    ) -> Selection | None:
         if self.load_balancer is not None:
-            return self.load_balancer.choose(connection_type, strategy)
+            return self.load_balancer.choose(connection_type, strategy, now)
         # Load balancing disabled: plain round robin over the connected connections of the type.
         connected = [r for r in self.store.get_connections_by_type(connection_type) if r.state is S.CONNECTED]
         if not connected:
@@ -350,7 +363,7 @@ class WebSocketIntegrationManager:
         connected, else with what the connection reports. No task is created per request.
         """
         loop = asyncio.get_running_loop()
-        selection = self._choose(connection_type, strategy)
+        selection = self._choose(connection_type, strategy, loop.time() if self._loop_time else None)
         connection = None if selection is None else self._connections.get(selection.record.connection_id)
         submit = getattr(connection, "submit", None)
         if selection is None or submit is None:
@@ -358,8 +371,12 @@ class WebSocketIntegrationManager:
             done: asyncio.Future[RequestOutcome] = loop.create_future()
             done.set_result(outcome)
             return done
-        inner: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout)
         balancer = self.load_balancer
+        if balancer is not None and selection.record.connection_id in self._hooked:
+            # The connection reports the outcome to _report_outcome itself, synchronously: no callback per request.
+            hooked: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout, tag=selection)
+            return hooked
+        inner: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout)
         if balancer is not None:
             sel = selection
 
@@ -371,6 +388,16 @@ class WebSocketIntegrationManager:
 
             inner.add_done_callback(report)
         return inner
+
+    def _report_outcome(self, outcome: RequestOutcome, selection: Selection) -> None:
+        """A hooked connection's request routed by ``selection`` ended: tell the balancer."""
+        if self.load_balancer is not None:
+            self.load_balancer.report(
+                selection,
+                ok=outcome.kind is OutcomeKind.ACKNOWLEDGED,
+                latency_ms=outcome.latency_ms,
+                now=outcome.finished_at,
+            )
 
     # -- overview --------------------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ class PendingRequest:
     deadline: float | None
     sent: bool = False
     token: Any = None  # the shell's own handle (its future, its timer); the ledger never looks at it
+    tag: Any = None  # the caller's label for the outcome (the manager's selection); the ledger never looks at it
 
 
 @dataclass(slots=True)

@@ -79,6 +79,8 @@ class ConnectionStore(Protocol):
     def request_finished(self, connection_id: str, *, ok: bool, latency_ms: float | None) -> None: ...
     def message_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
     def message_received(self, connection_id: str, nbytes: int = 0) -> None: ...
+    def request_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
+    def answer_received(self, connection_id: str, nbytes: int, *, ok: bool, latency_ms: float | None) -> None: ...
     def record_error(self, connection_id: str, kind: str = "error") -> None: ...
     def record_reconnect(self, connection_id: str) -> None: ...
     def subscribe(self, observer: StoreObserver) -> None: ...
@@ -306,6 +308,47 @@ class InMemoryConnectionStore:
             if record is None:  # removed while the request was in flight: nothing left to update
                 return
             t = self._now(now)
+            if record.outstanding > 0:
+                record.outstanding -= 1
+            if ok:
+                record.requests_ok += 1
+                record.consecutive_failures = 0
+            else:
+                record.requests_failed += 1
+                record.consecutive_failures += 1
+            if latency_ms is not None:
+                record.record_latency(latency_ms, t)
+            record.last_activity = t
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def request_sent(self, connection_id: str, nbytes: int = 0, now: float | None = None) -> None:
+        """A request started and its frame of ``nbytes`` went out: :meth:`request_started` and
+        :meth:`message_sent` in one step (one lock, one observer notification)."""
+        with self._lock:
+            record = self._record(connection_id)
+            record.outstanding += 1
+            record.messages_sent += 1
+            record.bytes_sent += nbytes
+            record.last_activity = self._now(now)
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def answer_received(
+        self, connection_id: str, nbytes: int, *, ok: bool, latency_ms: float | None, now: float | None = None
+    ) -> None:
+        """A frame of ``nbytes`` answered a request: :meth:`message_received` and :meth:`request_finished` in
+        one step (one lock, one observer notification). Nothing happens if the connection was removed."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            t = self._now(now)
+            record.messages_received += 1
+            record.bytes_received += nbytes
+            record.stale = False
             if record.outstanding > 0:
                 record.outstanding -= 1
             if ok:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from websockets.asyncio.client import ClientConnection
@@ -27,7 +28,8 @@ from websockets.exceptions import (
     InvalidURI,
     WebSocketException,
 )
-from websockets.protocol import State
+from websockets.frames import BINARY, CONT, TEXT, Frame
+from websockets.protocol import Event, State
 
 from .config import ConnectionConfig
 from .exceptions import (
@@ -119,16 +121,145 @@ def translate_error(exc: BaseException, *, url: str = "", opening: bool = False)
     return TransportError(f"unexpected transport failure{where}: {type(exc).__name__}: {exc}")
 
 
+class _PushingConnection(ClientConnection):
+    """websockets' client connection, able to hand data frames to a callback instead of its assembler.
+
+    Until :attr:`on_frame` is set it behaves exactly as :class:`ClientConnection`; afterwards every data frame
+    (text, binary, continuation) goes to ``on_frame`` from ``data_received``, and ``on_closed`` is called once
+    the TCP connection is gone.
+    """
+
+    on_frame: Callable[[Frame], None] | None = None
+    on_closed: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        on_frame = self.on_frame
+        if on_frame is not None and type(event) is Frame and event.opcode in (TEXT, BINARY, CONT):
+            on_frame(event)
+            return
+        super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_closed = self.on_closed
+        if on_closed is not None:
+            on_closed()
+
+
+Message = str | bytes
+
+
 class WebsocketsChannel:
     """A :class:`Channel` over an open ``websockets`` client connection."""
 
-    __slots__ = ("_conn", "_flush_scheduled", "_loop", "_url")
+    __slots__ = (
+        "_backlog",
+        "_conn",
+        "_flush_scheduled",
+        "_fragments",
+        "_loop",
+        "_lost_due",
+        "_on_lost",
+        "_on_message",
+        "_queued",
+        "_url",
+    )
+
+    #: Bytes of queued frames after which :meth:`send_nowait` writes at once instead of at the end of the loop
+    #: pass: a long burst reaches the peer in pieces, so the peer starts working while the rest is produced.
+    FLUSH_BYTES = 16384
 
     def __init__(self, conn: ClientConnection, url: str) -> None:
         self._conn = conn
         self._url = url
         self._loop = asyncio.get_running_loop()
         self._flush_scheduled = False
+        self._queued = 0
+        self._on_message: Callable[[Message], None] | None = None
+        self._on_lost: Callable[[ConnectionLost], None] | None = None
+        #: Messages waiting for the first push callback (those that arrived before push_to).
+        self._backlog: list[Message] | None = None
+        self._lost_due = False
+        self._fragments: list[Frame] | None = None
+
+    def push_to(self, on_message: Callable[[Message], None], on_lost: Callable[[ConnectionLost], None]) -> bool:
+        """Deliver by push from now on: ``on_message(data)`` for each message, in order, then ``on_lost(exc)``
+        once the connection is closed (the :class:`ConnectionLost` :meth:`recv` would have raised). Returns
+        ``False`` (and changes nothing) when the connection cannot push; then keep calling :meth:`recv`.
+
+        Messages that arrived before this call are delivered from a ``call_soon`` callback, later ones from
+        the loop's ``data_received`` callback: never from inside this method. Do not call :meth:`recv` after.
+        """
+        conn = self._conn
+        if not isinstance(conn, _PushingConnection):
+            return False
+        # Frames websockets already received are taken over and delivered first; websockets 17's Assembler keeps
+        # them in ``frames.queue``. Another layout (another websockets version): decline, recv() keeps working.
+        try:
+            assembler = conn.recv_messages
+            busy = assembler.get_in_progress
+            queue = assembler.frames.queue
+            resume = assembler.maybe_resume
+        except AttributeError:
+            return False
+        if busy:
+            return False
+        self._on_message, self._on_lost = on_message, on_lost
+        queued = list(queue)
+        queue.clear()
+        self._backlog = []
+        for frame in queued:
+            self._frame(frame)
+        resume()
+        conn.on_frame = self._frame
+        conn.on_closed = self._closed
+        if conn.protocol.state is State.CLOSED:
+            self._lost_due = True
+        self._loop.call_soon(self._deliver_backlog)
+        return True
+
+    def _frame(self, frame: Frame) -> None:
+        if not frame.fin or self._fragments is not None:
+            if self._fragments is None:
+                self._fragments = []
+            self._fragments.append(frame)
+            if not frame.fin:
+                return
+            frames, self._fragments = self._fragments, None
+            data = b"".join(f.data for f in frames)
+            text = frames[0].opcode is TEXT
+        else:
+            data = bytes(frame.data)
+            text = frame.opcode is TEXT
+        message: Message = data
+        if text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                pass  # handed over as bytes: the reader's decoding reports it as malformed
+        backlog = self._backlog
+        if backlog is not None:
+            backlog.append(message)
+        elif self._on_message is not None:
+            self._on_message(message)
+
+    def _deliver_backlog(self) -> None:
+        backlog, self._backlog = self._backlog, None
+        on_message = self._on_message
+        if backlog and on_message is not None:
+            for message in backlog:
+                on_message(message)
+        if self._lost_due:
+            self._closed()
+
+    def _closed(self) -> None:
+        if self._backlog is not None:  # the backlog first; _deliver_backlog reports the loss after it
+            self._lost_due = True
+            return
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            exc = translate_error(self._conn.protocol.close_exc, url=self._url)
+            on_lost(exc if isinstance(exc, ConnectionLost) else TransportClosed(str(exc), code=ABNORMAL_CLOSURE))
 
     async def send(self, data: str | bytes) -> None:
         try:
@@ -140,28 +271,39 @@ class WebsocketsChannel:
         """Queue a whole message now if that needs no waiting; ``False``: nothing queued, ``await send``.
 
         Optional fast path of a channel (the managed connection uses it when present): no task switch per
-        message, and the frames queued in one pass of the event loop go to the socket in one write (a
-        ``call_soon`` flush), where ``await send`` makes one system call per message. It declines while
-        websockets applies write back-pressure, sends fragments, or is not open; websockets' own writes flush
-        whatever is queued first, so the order of messages is kept.
+        message. The first message of a loop pass goes to the socket at once (no added latency); those that
+        follow it in the same pass are written together (by a ``call_soon`` flush, or as soon as
+        :attr:`FLUSH_BYTES` are queued), where ``await send`` makes one system call per message. It declines
+        while websockets applies write back-pressure, sends fragments, or is not open; websockets' own writes
+        flush whatever is queued first, so the order of messages is kept.
         """
         conn = self._conn
-        if conn.paused or conn.send_in_progress is not None or conn.protocol.state is not State.OPEN:
+        protocol = conn.protocol
+        if conn.paused or conn.send_in_progress is not None or protocol.state is not State.OPEN:
             return False
         try:
             if isinstance(data, str):
-                conn.protocol.send_text(data.encode())
+                protocol.send_text(data.encode())
             else:
-                conn.protocol.send_binary(data)
+                protocol.send_binary(data)
         except Exception:  # refused by the protocol: nothing was queued
             return False
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+            self._write_queued()
+        else:
+            self._queued += len(data)
+            if self._queued >= self.FLUSH_BYTES:
+                self._write_queued()
         return True
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        self._queued = 0
         conn = self._conn
         chunks = conn.protocol.data_to_send()
         if not chunks:
@@ -277,7 +419,9 @@ class WebsocketsTransport:
     async def connect(self, url: str, config: ConnectionConfig) -> WebsocketsChannel:
         """Open ``url``. Raises :class:`ConnectTimeout`, :class:`HandshakeRefused` or :class:`TransportError`."""
         try:
-            conn = await ws_connect(url, **self.options(url, config))
+            options = self.options(url, config)
+            options.setdefault("create_connection", _PushingConnection)  # push_to() needs it; a caller's own wins
+            conn = await ws_connect(url, **options)
         except Exception as exc:
             raise translate_error(exc, url=url, opening=True) from exc
         return WebsocketsChannel(conn, url)

@@ -1,0 +1,598 @@
+"""The traffic half of :class:`~wsfinal.connection.ManagedConnection`: frames in, frames out, requests.
+
+:class:`ConnectionTraffic` holds everything that happens while a channel is open: the reader (a task awaiting
+``recv``, or none at all when the channel pushes its messages, see :meth:`ConnectionTraffic._start_reader`),
+the outbox and its writer task (started on first need only: when the channel's synchronous ``send_nowait``
+takes a frame, no task is involved), subscriptions, and the request path (:meth:`ConnectionTraffic.submit`:
+one future per request, resolved by the reader, by one loop timer per connection for timeouts, or by the
+connection's loss). :mod:`wsfinal.connection` adds the life cycle (connect, reconnect, liveness, teardown).
+
+The request path is the hot path: per request it makes one store call when the frame goes out and one when the
+answer comes in (each one observer notification), calls analytics through methods bound once in
+:meth:`ConnectionTraffic._bind_reporting`, and creates no task and no timer handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import bitfinex_client as bfx
+from .backoff import RetryPolicy, close_policy
+from .config import ConnectionConfig
+from .exceptions import ConnectionLost, TransportError, UnknownConnectionError, UsageError, WsFinalError
+from .interface import ConnectionMetrics, WebSocketConnectionInterface
+from .requests import OutcomeKind, PendingRequest, RequestLedger, RequestOutcome
+from .states import ConnectionState
+
+logger = logging.getLogger("wsfinal.connection")
+
+_S = ConnectionState
+_ACKNOWLEDGED = OutcomeKind.ACKNOWLEDGED
+_REJECTED = OutcomeKind.REJECTED
+_Answer = bfx.Answer
+
+DataHandler = Callable[[bfx.Subscription | None, bfx.ChannelData], None]
+#: Told synchronously of every request outcome whose ``submit`` carried a ``tag`` (the manager's balancer report).
+OutcomeHook = Callable[[RequestOutcome, Any], None]
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _frame_encoder() -> Callable[[Any], str]:
+    """Compact JSON for the frames :meth:`ConnectionTraffic.submit` builds: the json module's C encoder made
+    once (``JSONEncoder.encode`` builds a new one per call), output identical to :data:`_dumps`. Without
+    circular-reference checks: those frames are a list around a copy of the caller's order."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another interpreter): the plain encoder
+        return _dumps
+    iterencode = make(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(iterencode(obj, 0))
+
+    return encode
+
+
+_encode_frame = _frame_encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """Why an open channel ended and what that means for reconnecting."""
+
+    reason: str
+    policy: RetryPolicy
+    code: int | None = None
+    close_reason: str = ""
+    local: bool = False  # we decided to end it (stale, 20051...): we close the channel ourselves
+    graceful: bool = True  # for a local end: attempt a closing handshake (False: abort at once)
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One open channel and what belongs to it (tasks, outbox, timers). Ends once, through :meth:`end`."""
+
+    channel: Any
+    opened_at: float
+    ended: asyncio.Future[SessionEnd]
+    outbox: deque[tuple[str | bytes, int | None]] = field(default_factory=deque)
+    wake: asyncio.Future[None] | None = None
+    #: The reader task (None when the channel pushes its messages).
+    reader: asyncio.Task[None] | None = None
+    #: Writer and pinger tasks.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    auth: asyncio.Future[bfx.Auth] | None = None
+    greeted: asyncio.Future[None] | None = None
+    send_nowait: Callable[[str | bytes], bool] | None = None
+    last_rx: float = 0.0
+    watchdog: asyncio.TimerHandle | None = None
+    sub_check: asyncio.TimerHandle | None = None
+    torn_down: bool = False
+    writing: bool = False  # the writer task was started
+    #: Set at the end of teardown: a pushing channel's late messages are ignored from then on.
+    detached: bool = False
+
+    def end(self, end: SessionEnd) -> None:
+        if not self.ended.done():
+            self.ended.set_result(end)
+
+    def all_tasks(self) -> list[asyncio.Task[None]]:
+        return self.tasks if self.reader is None else [self.reader, *self.tasks]
+
+
+class ConnectionTraffic(WebSocketConnectionInterface):
+    """Frames, subscriptions and requests over the current :class:`Session` (see the module docstring).
+
+    Not used alone: :class:`~wsfinal.connection.ManagedConnection` sets these attributes up.
+    """
+
+    _id: str
+    _config: ConnectionConfig
+    _loop: asyncio.AbstractEventLoop | None
+    _store: Any
+    _analytics: Any
+    _metrics: ConnectionMetrics
+    ledger: RequestLedger
+    protocol: bfx.ClientProtocol
+    subscriptions: bfx.SubscriptionTable
+    _session: Session | None
+    _state: ConnectionState
+    _data_handlers: list[DataHandler]
+    _deadlines: list[tuple[float, int]]
+    _timer: asyncio.TimerHandle | None
+    _timer_at: float
+    #: Called synchronously with ``(outcome, tag)`` for each request submitted with a ``tag``.
+    outcome_hook: OutcomeHook | None = None
+    # analytics' per-message methods, looked up once (None when absent) and called in an inline try
+    _record_message: Callable[..., Any] | None = None
+    _record_latency: Callable[..., Any] | None = None
+    #: The store has the combined per-request calls (request_sent, answer_received).
+    _store_combined: bool = False
+
+    # -- reporting --------------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
+
+    def _bind_reporting(self) -> None:
+        """Look up analytics' hot-path methods once (not per call): ``record_message``, ``record_latency``,
+        ``record_error``, each called as ``(connection_id, connection_type, ...)``; and whether the store offers
+        the combined per-request calls. Call after changing ``_store`` or ``_analytics``."""
+        store = self._store
+        self._store_combined = hasattr(store, "request_sent") and hasattr(store, "answer_received")
+        analytics = self._analytics
+        self._record_message = getattr(analytics, "record_message", None) if analytics is not None else None
+        self._record_latency = getattr(analytics, "record_latency", None) if analytics is not None else None
+
+    def _analytics_call(self, method: str, *args: Any) -> None:
+        """Call ``analytics.<method>(connection_id, connection_type, *args)`` if analytics has it (looked up per
+        call: for the rare reports, errors, reconnects and pings). Analytics' failures are logged, not raised."""
+        fn = getattr(self._analytics, method, None) if self._analytics is not None else None
+        if fn is None:
+            return
+        try:
+            fn(self._id, self._config.connection_type, *args)
+        except Exception:  # analytics must never break the connection
+            logger.exception("%s: analytics.%s failed", self._id, method)
+
+    def _error(self, kind: str, message: str = "", *, emit: bool = True) -> None:
+        m = self._metrics
+        m.errors += 1
+        m.errors_by_kind[kind] = m.errors_by_kind.get(kind, 0) + 1
+        now = self._now()
+        if self._store is not None:
+            self._store.record_error(self._id, kind, now=now)
+        self._analytics_call("record_error", kind, now)
+        if emit:
+            self._emit("error", now, kind=kind, message=message)
+
+    # -- the reader -------------------------------------------------------------------------------------------
+
+    def _start_reader(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
+        """Receive on ``session``: by push when the channel offers ``push_to(on_message, on_lost)`` and accepts
+        (its messages then reach :meth:`_on_frame` with no task and no future per wake-up), else with a reader
+        task awaiting ``recv``."""
+        push_to = getattr(session.channel, "push_to", None)
+
+        def on_message(data: str | bytes) -> None:
+            if session.detached:
+                return
+            try:
+                self._on_frame(session, data)
+            except Exception as exc:  # a bug in handling one frame must not stop the deliveries
+                logger.exception("%s: error handling a frame", self._id)
+                self._error("internal", f"{type(exc).__name__}: {exc}")
+
+        def on_lost(exc: ConnectionLost) -> None:
+            if not session.detached:
+                self._lost(session, exc)
+
+        if push_to is None or push_to(on_message, on_lost) is False:
+            session.reader = loop.create_task(self._read_loop(session), name=f"wsfinal-read-{self._id}")
+
+    def _lost(self, session: Session, exc: ConnectionLost) -> None:
+        channel = session.channel
+        code = exc.code if exc.code is not None else channel.close_code
+        reason = exc.reason or (channel.close_reason or "")
+        session.end(SessionEnd(f"closed ({code})", close_policy(code), code, reason))
+
+    async def _read_loop(self, session: Session) -> None:
+        channel = session.channel
+        try:
+            while True:
+                data = await channel.recv()
+                try:
+                    self._on_frame(session, data)
+                except Exception as exc:  # a bug in handling one frame must not kill the reader
+                    logger.exception("%s: error handling a frame", self._id)
+                    self._error("internal", f"{type(exc).__name__}: {exc}")
+        except ConnectionLost as exc:
+            self._lost(session, exc)
+        except TransportError as exc:
+            session.end(SessionEnd(f"transport error: {exc}", RetryPolicy.RETRY))
+        except Exception as exc:  # a channel that broke its contract: drop this channel, keep the connection
+            logger.exception("%s: channel.recv raised a non-wsfinal error", self._id)
+            session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
+
+    def _on_frame(self, session: Session, data: str | bytes) -> None:
+        now = self._now()
+        session.last_rx = now
+        size = len(data)
+        m = self._metrics
+        m.messages_received += 1
+        m.bytes_received += size
+        m.last_message_at = now
+        actions = self.protocol.receive(data, now)
+        record_message = self._record_message
+        if record_message is not None:
+            try:
+                record_message(self._id, self._config.connection_type, "in", size, now)
+            except Exception:  # analytics must never break the connection
+                logger.exception("%s: analytics.record_message failed", self._id)
+        if self._store_combined and len(actions) == 1 and type(actions[0]) is _Answer:
+            # The common frame: one answer to a request. Counted with the request's end in one store call.
+            self._answer(actions[0], now, size)
+            return
+        if self._store is not None:
+            try:
+                self._store.message_received(self._id, size, now=now)
+            except UnknownConnectionError:
+                pass
+        self._apply(session, actions, now)
+
+    def _answer(self, action: bfx.Answer, now: float, size: int | None = None) -> None:
+        """End the request ``action`` answers; with ``size``, the frame that carried it is counted too."""
+        kind = _ACKNOWLEDGED if action.ok else _REJECTED
+        done = self.ledger.finish(action.cid, kind, now, code=action.code, text=action.text, connection_id=self._id)
+        if done is not None:
+            self._resolve(done[0], done[1], size)
+        elif size is not None and self._store is not None:  # a late or unknown answer: still a message
+            try:
+                self._store.message_received(self._id, size, now=now)
+            except UnknownConnectionError:
+                pass
+
+    def _apply(self, session: Session, actions: list[bfx.Action], now: float) -> None:
+        """Carry out what the client protocol asked for."""
+        for action in actions:
+            if isinstance(action, bfx.Answer):
+                self._answer(action, now)
+            elif isinstance(action, bfx.Deliver):
+                for handler in self._data_handlers:
+                    try:
+                        handler(action.subscription, action.data)
+                    except Exception:
+                        logger.exception("%s: data handler %r failed", self._id, handler)
+            elif isinstance(action, bfx.SendFrame):
+                self._enqueue(session, action.message)
+                self._arm_subscription_check(session)
+            elif isinstance(action, bfx.Problem):
+                self._error(action.kind, action.message, emit=action.emit)
+            elif isinstance(action, bfx.Notice):
+                if action.kind == "info" and action.detail["code"] is None:
+                    greeted = session.greeted
+                    if greeted is not None and not greeted.done():
+                        greeted.set_result(None)
+                self._emit(action.kind, now, **action.detail)
+            elif isinstance(action, bfx.AuthAnswer):
+                if session.auth is not None and not session.auth.done():
+                    session.auth.set_result(action.auth)
+            elif isinstance(action, bfx.ReconnectRequested):
+                session.end(SessionEnd(action.reason, RetryPolicy.RETRY_NOW, 1000, "20051", local=True))
+
+    # -- subscriptions ----------------------------------------------------------------------------------------
+
+    def _arm_subscription_check(self, session: Session) -> None:
+        """Look again in ``message_timeout_seconds`` for subscriptions (and ``conf``) still without an answer."""
+        if session.sub_check is None and not session.ended.done():
+            loop = self._loop or asyncio.get_running_loop()
+            at = loop.time() + self._config.message_timeout_seconds
+            session.sub_check = loop.call_at(at, self._check_subscriptions, session)
+
+    def _check_subscriptions(self, session: Session) -> None:
+        session.sub_check = None
+        if session.ended.done() or session.torn_down:
+            return
+        now = self._now()
+        self._apply(session, self.protocol.overdue_subscriptions(now, self._config.message_timeout_seconds), now)
+        if self.protocol.conf_sent_at is not None or any(sub.pending for sub in self.subscriptions):
+            self._arm_subscription_check(session)
+
+    def subscribe(self, channel: str, **params: Any) -> bfx.Subscription:
+        """Subscribe to a public channel (``book``, ``ticker``, ``trades``, ``candles``); remembered and
+        restored after every reconnect. Sent now if connected, else on the next connection."""
+        loop = self._loop or asyncio.get_running_loop()
+        sub, request = self.subscriptions.add(channel, params, loop.time())
+        session = self._session
+        if session is not None and self._state is _S.CONNECTED and not session.ended.done():
+            self._enqueue(session, request)
+            self._arm_subscription_check(session)
+        return sub
+
+    def unsubscribe(self, channel: str, **params: Any) -> bool:
+        """Forget a subscription (and unsubscribe its channel if open). False if it was not known."""
+        known = any(sub.key == bfx.subscription_key(channel, params) for sub in self.subscriptions)
+        frame = self.protocol.unsubscribe(channel, params, self._now())
+        session = self._session
+        if frame is not None and session is not None and not session.ended.done():
+            self._enqueue(session, frame)
+        return known
+
+    # -- sending ----------------------------------------------------------------------------------------------
+
+    def _enqueue(self, session: Session, message: Any, cid: int | None = None) -> None:
+        text = message if isinstance(message, str | bytes) else _dumps(message)
+        send_nowait = session.send_nowait
+        if send_nowait is not None and not session.outbox and send_nowait(text):
+            # written at once: no hop through the writer task (the common case when the socket keeps up)
+            if cid is not None:
+                self.ledger.mark_sent(cid)
+            self._count_sent(len(text), self._now())
+            return
+        self._queue(session, text, cid)
+
+    def _queue(self, session: Session, text: str | bytes, cid: int | None) -> None:
+        """Put a frame in the outbox for the writer task (started on first need)."""
+        session.outbox.append((text, cid))
+        if not session.writing:
+            if session.torn_down:
+                return  # teardown ends what is queued (NOT_SENT)
+            # started on first need: with send_nowait, most connections never need a writer task
+            session.writing = True
+            loop = self._loop or asyncio.get_running_loop()
+            session.tasks.append(loop.create_task(self._write_loop(session), name=f"wsfinal-write-{self._id}"))
+        wake = session.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _write_loop(self, session: Session) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        outbox = session.outbox
+        channel = session.channel
+        try:
+            while True:
+                if not outbox:
+                    session.wake = loop.create_future()
+                    await session.wake
+                    continue
+                text, cid = outbox.popleft()
+                if cid is not None:
+                    self.ledger.mark_sent(cid)
+                await channel.send(text)
+                self._count_sent(len(text), loop.time())
+        except ConnectionLost as exc:
+            session.end(SessionEnd(f"closed while sending ({exc.code})", close_policy(exc.code), exc.code, exc.reason))
+        except TransportError as exc:
+            session.end(SessionEnd(f"transport error while sending: {exc}", RetryPolicy.RETRY))
+        except Exception as exc:  # a channel that broke its contract: drop this channel, keep the connection
+            logger.exception("%s: channel.send raised a non-wsfinal error", self._id)
+            session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
+
+    def _count_sent(self, size: int, now: float) -> None:
+        """One frame of ``size`` went out (a request's frame sent at once is counted in submit itself)."""
+        self._metrics.messages_sent += 1
+        self._metrics.bytes_sent += size
+        if self._store is not None:
+            try:
+                self._store.message_sent(self._id, size, now=now)
+            except UnknownConnectionError:
+                pass
+        record_message = self._record_message
+        if record_message is not None:
+            try:
+                record_message(self._id, self._config.connection_type, "out", size, now)
+            except Exception:  # analytics must never break the connection
+                logger.exception("%s: analytics.record_message failed", self._id)
+
+    def send_message_nowait(self, message: Any) -> bool | None:
+        """Send without waiting if the transport takes the frame at once: ``True`` sent, ``False`` not connected,
+        ``None`` when it would have to wait (then ``await send_message(message)``). Broadcasts use this to
+        reach many connections with no task per connection."""
+        session = self._session
+        if self._state is not _S.CONNECTED or session is None or session.ended.done():
+            return False
+        if session.outbox or session.send_nowait is None:
+            return None
+        text = message if isinstance(message, str | bytes) else _dumps(message)
+        if session.send_nowait(text):
+            self._count_sent(len(text), self._now())
+            return True
+        return None
+
+    async def send_message(self, message: Any) -> bool:
+        """Send one message now (dict/list as JSON), within ``message_timeout_seconds``. False if not
+        connected, timed out or lost; the failure is counted as an error."""
+        session = self._session
+        if self._state is not _S.CONNECTED or session is None or session.ended.done():
+            return False
+        text = message if isinstance(message, str | bytes) else _dumps(message)
+        if not session.outbox and session.send_nowait is not None and session.send_nowait(text):
+            self._count_sent(len(text), self._now())
+            return True
+        try:
+            async with asyncio.timeout(self._config.message_timeout_seconds):
+                await session.channel.send(text)
+        except TimeoutError:
+            self._error("send_timeout", "send_message timed out", emit=False)
+            return False
+        except WsFinalError:
+            return False
+        self._count_sent(len(text), self._now())
+        return True
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def submit(
+        self, request: Mapping[str, Any] | list[Any], timeout: float | None = None, *, tag: Any = None
+    ) -> asyncio.Future[RequestOutcome]:
+        """Send an order-style request and return a future of its one :class:`RequestOutcome`.
+
+        ``request`` is an order's fields (wrapped as ``[0, "on", null, {...}]`` with a fresh ``cid``) or a full
+        ``[0, "on", null, {...}]`` frame (its ``cid`` kept if present). No task is created: the reader, a loop
+        timer (``timeout``, default ``message_timeout_seconds``) or the connection's loss resolves the future.
+        With a ``tag`` (not None), :attr:`outcome_hook` is also called with ``(outcome, tag)`` when it ends,
+        synchronously, before the future's callbacks run.
+        """
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        fut: asyncio.Future[RequestOutcome] = loop.create_future()
+        now = loop.time()
+        session = self._session
+        paused = self.protocol.paused
+        if self._state is not _S.CONNECTED or session is None or session.ended.done() or paused:
+            kind = OutcomeKind.NOT_SENT if paused and self._state is _S.CONNECTED else OutcomeKind.NO_CONNECTION
+            outcome = self.ledger.record_immediate(kind, now, connection_id=self._id)
+            if tag is not None:
+                self._hook(outcome, tag)
+            fut.set_result(outcome)
+            return fut
+        if isinstance(request, list):
+            body = request[3] if len(request) > 3 and isinstance(request[3], dict) else None
+            given = body.get("cid") if body is not None else None
+            try:
+                entry = self.ledger.start(now, cid=given if isinstance(given, int) else None)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            frame: list[Any] = list(request)
+            if body is not None:
+                frame[3] = {**body, "cid": entry.cid}
+        else:
+            entry = self.ledger.start(now)
+            frame = bfx.order_frame(request, entry.cid)
+        deadline = now + (self._config.message_timeout_seconds if timeout is None else timeout)
+        entry.deadline = deadline
+        entry.token = fut
+        entry.tag = tag
+        # Timeouts: one loop timer per connection over a heap of (deadline, cid) tuples, not a TimerHandle
+        # per request (their Python-level comparisons dominated the pipelined profile).
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, entry.cid))
+        if deadline < self._timer_at:
+            self._arm_timer(deadline)
+        if len(heap) > 4 * self.ledger.in_flight + 1024:  # drop answered requests' entries now and then
+            heap[:] = [(e.deadline, e.cid) for e in self.ledger.pending() if e.deadline is not None]
+            heapq.heapify(heap)
+        text = _encode_frame(frame)
+        send_nowait = session.send_nowait
+        if send_nowait is not None and not session.outbox and send_nowait(text):
+            # the common case: handed to the transport at once; its start and its frame in one store call
+            entry.sent = True
+            store = self._store
+            if store is None or not self._store_combined:
+                if store is not None:
+                    store.request_started(self._id, now=now)
+                self._count_sent(len(text), now)
+                return fut
+            size = len(text)
+            m = self._metrics
+            m.messages_sent += 1
+            m.bytes_sent += size
+            try:
+                store.request_sent(self._id, size, now=now)
+            except UnknownConnectionError:
+                pass
+            record_message = self._record_message
+            if record_message is not None:
+                try:
+                    record_message(self._id, self._config.connection_type, "out", size, now)
+                except Exception:  # analytics must never break the connection
+                    logger.exception("%s: analytics.record_message failed", self._id)
+            return fut
+        if self._store is not None:
+            try:
+                self._store.request_started(self._id, now=now)
+            except UnknownConnectionError:
+                pass
+        self._queue(session, text, entry.cid)
+        return fut
+
+    async def request(self, request: Mapping[str, Any] | list[Any], timeout: float | None = None) -> RequestOutcome:
+        """:meth:`submit` and wait for the outcome."""
+        return await self.submit(request, timeout)
+
+    def _arm_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._expire)
+
+    def _disarm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
+        self._deadlines.clear()
+
+    def _expire(self) -> None:
+        """The timeout timer fired: end every request whose deadline has passed, re-arm for the next one."""
+        self._timer, self._timer_at = None, math.inf
+        now = self._now()
+        heap = self._deadlines
+        ledger = self.ledger
+        while heap and heap[0][0] <= now:
+            _, cid = heapq.heappop(heap)
+            entry = ledger.get(cid)
+            # else answered already (a stale heap entry), or its cid was reused by a later request with its own entry
+            if entry is not None and entry.deadline is not None and entry.deadline <= now:
+                done = ledger.finish(cid, OutcomeKind.TIMED_OUT, now, connection_id=self._id)
+                if done is not None:
+                    self._resolve(*done)
+        # Drop answered requests' entries from the top too, so that the timer is armed for a request still in
+        # flight: otherwise it would fire once per answered request, each time for nothing.
+        while heap:
+            entry = ledger.get(heap[0][1])
+            if entry is not None and entry.deadline == heap[0][0]:
+                break
+            heapq.heappop(heap)
+        if heap:
+            self._arm_timer(heap[0][0])
+
+    def _hook(self, outcome: RequestOutcome, tag: Any) -> None:
+        """Tell :attr:`outcome_hook` (if set) how the request tagged ``tag`` ended; its failure is logged."""
+        hook = self.outcome_hook
+        if hook is None:
+            return
+        try:
+            hook(outcome, tag)
+        except Exception:  # the hook's bug must not lose the outcome
+            logger.exception("%s: outcome hook failed", self._id)
+
+    def _resolve(self, entry: PendingRequest, outcome: RequestOutcome, size: int | None = None) -> None:
+        """Report a finished request (store, analytics, hook) and resolve its future. ``size``: the answer's
+        frame, counted as a received message in the same store call."""
+        latency = outcome.latency_ms
+        ok = outcome.kind is _ACKNOWLEDGED
+        if latency is not None:
+            self._metrics.last_request_latency_ms = latency
+        store = self._store
+        if store is not None:
+            if size is None:
+                store.request_finished(self._id, ok=ok, latency_ms=latency, now=outcome.finished_at)
+            else:
+                store.answer_received(self._id, size, ok=ok, latency_ms=latency, now=outcome.finished_at)
+        record_latency = self._record_latency
+        if latency is not None and record_latency is not None:
+            try:
+                record_latency(self._id, self._config.connection_type, latency, outcome.finished_at)
+            except Exception:  # analytics must never break the connection
+                logger.exception("%s: analytics.record_latency failed", self._id)
+        if not ok:
+            self._analytics_call("record_error", outcome.kind.value, outcome.finished_at)
+        if entry.tag is not None:
+            self._hook(outcome, entry.tag)
+        fut = entry.token
+        if not fut.done():
+            fut.set_result(outcome)
