@@ -305,3 +305,30 @@ def test_sustained_shift_is_reported_once_per_refractory_period_not_every_interv
     assert not any(per_round[:20])
     assert all(len(r) <= 1 for r in per_round)  # one anomaly per series per round
     assert 3 <= sum(len(r) for r in per_round[20:]) <= 40 // 5 + 1
+
+
+def test_record_answer_is_record_message_in_then_record_latency() -> None:
+    rng = np.random.default_rng(4)
+    one, two = WebSocketAnalytics(clock=lambda: 0.0), WebSocketAnalytics(clock=lambda: 0.0)
+    t = 0.0
+    for _ in range(300):
+        t += float(rng.exponential(0.05))
+        size, latency = int(rng.integers(50, 500)), float(rng.lognormal(2.0, 0.7))
+        cid = f"c{int(rng.integers(0, 3))}"
+        one.record_answer(cid, TR, size, latency, now=t)
+        two.record_message(cid, TR, "in", size, now=t)
+        two.record_latency(cid, TR, latency, now=t)
+        if rng.random() < 0.1:
+            for a in (one, two):
+                a.record_error(cid, TR, now=t)
+    assert one.update_performance_metrics(t + 1.0) == two.update_performance_metrics(t + 1.0)
+    for cid in ("c0", "c1", "c2"):
+        assert one.get_connection_health_score(cid, now=t + 1.0) == two.get_connection_health_score(cid, now=t + 1.0)
+        a, b = one._conns[cid], two._conns[cid]
+        assert (a.messages, a.bytes, a.lat_ewma, a.lat_stamp, a.last_event) == (
+            b.messages,
+            b.bytes,
+            b.lat_ewma,
+            b.lat_stamp,
+            b.last_event,
+        )

@@ -500,33 +500,46 @@ def test_sequence_gap_is_counted_and_answered_by_resubscribing() -> None:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, *, answers: bool = True) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.answers = answers  # offers record_answer (else the connection uses record_message + record_latency)
 
     def __getattr__(self, name: str) -> Any:
-        if not name.startswith("record_"):
+        if not name.startswith("record_") or (name == "record_answer" and not self.answers):
             raise AttributeError(name)
         return lambda *args: self.calls.append((name, args))
 
 
-def test_metrics_reach_the_store_and_a_duck_typed_analytics_object() -> None:
+@pytest.mark.parametrize("answers", [True, False])
+def test_metrics_reach_the_store_and_a_duck_typed_analytics_object(answers: bool) -> None:
     async def main() -> None:
         async with exchange() as (fx, url):
             config = cfg(url, heartbeat_interval_seconds=0.05)
             conn, _, store = managed(config)
-            analytics = Recorder()
+            analytics = Recorder(answers=answers)
             conn.bind(store, analytics)
             assert await conn.connect()
-            await conn.request({"symbol": "tBTCUSD"})
+            before = len(analytics.calls)
+            outcome = await conn.request({"symbol": "tBTCUSD"})
+            answer_calls = [(name, args[2:4]) for name, args in analytics.calls[before:] if name != "record_message"]
+            if answers:  # the answer's frame and the request's latency in one call
+                assert answer_calls[0][0] == "record_answer" and answer_calls[0][1][1] == outcome.latency_ms
+            else:
+                assert answer_calls[0] == ("record_latency", (outcome.latency_ms, outcome.finished_at))
             await until(lambda: conn.metrics.last_ping_latency_ms is not None)
             await fx.conns[0].close(1011)
             await until(lambda: len(fx.conns) == 2 and conn.state is S.CONNECTED)
             names = {name for name, _ in analytics.calls}
-            assert names == {"record_message", "record_latency", "record_reconnect"}
+            assert names == {"record_message", "record_latency", "record_reconnect"} | (
+                {"record_answer"} if answers else set()
+            )
             for _, args in analytics.calls:
                 assert args[:2] == ("c1", ConnectionType.TRADING)
             directions = {args[2] for name, args in analytics.calls if name == "record_message"}
             assert directions == {"in", "out"}
+            # every received frame told once: as a message, or (an answer) with its request's latency
+            received = [a for name, a in analytics.calls if name == "record_answer" or a[2:3] == ("in",)]
+            assert len(received) == conn.metrics.messages_received
             record = store.get("c1")
             m = conn.metrics
             assert record is not None
@@ -686,6 +699,65 @@ class SlowPathTransport:
             close_reason = property(lambda _: channel.close_reason)
 
         return Plain()
+
+
+def test_on_done_gets_every_outcome_once_synchronously_before_the_future(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with exchange() as (fx, url):
+            conn, _, _ = managed(cfg(url, message_timeout_seconds=2.0, reconnect_delay_seconds=0.2))
+            seen: list[Any] = []  # (outcome, whether its future was already done when on_done ran)
+            futures: list[asyncio.Future[Any]] = []
+
+            def submit(order: dict[str, Any], **kw: Any) -> asyncio.Future[Any]:
+                def on_done(outcome: Any) -> None:
+                    seen.append((outcome, futures[index].done() if index < len(futures) else None))
+
+                index = len(futures)
+                fut = conn.submit(order, on_done=on_done, **kw)
+                futures.append(fut)
+                return fut
+
+            # an outcome known at submit (not connected) reaches on_done before submit returns
+            early = submit({"symbol": "tBTCUSD"})
+            assert [(o.kind, done) for o, done in seen] == [(OutcomeKind.NO_CONNECTION, None)]
+            assert early.result() is seen[0][0]
+            assert await conn.connect()
+            acked = await asyncio.gather(*[submit({"symbol": "tBTCUSD"}) for _ in range(5)])
+            fx.order_mode = "reject"
+            rejected = await submit({"symbol": "tXXXUSD"})
+            fx.order_mode = "hold"
+            timed_out = await submit({"symbol": "tBTCUSD"}, timeout=0.05)
+            held = submit({"symbol": "tBTCUSD"})
+            await until(lambda: len(fx.received[0]) >= 8)
+            await fx.conns[0].close(1011, "crash")
+            lost = await held
+            kinds = [o.kind for o in acked] + [rejected.kind, timed_out.kind, lost.kind]
+            assert kinds == [OutcomeKind.ACKNOWLEDGED] * 5 + [
+                OutcomeKind.REJECTED,
+                OutcomeKind.TIMED_OUT,
+                OutcomeKind.CONNECTION_LOST,
+            ]
+            # each outcome exactly once, the very object its future holds, and before that future was resolved
+            assert len(seen) == len(futures) == 9
+            assert sorted(o.cid for o, _ in seen) == sorted(f.result().cid for f in futures)
+            by_cid = {f.result().cid: f.result() for f in futures}
+            assert all(by_cid[o.cid] is o for o, _ in seen)
+            assert all(done is False for _, done in seen[1:])
+            # a raising on_done is logged; the request still ends, its future still resolves
+            await until(lambda: conn.state is S.CONNECTED)
+            fx.order_mode = "ack"
+
+            def broken(outcome: Any) -> None:
+                raise RuntimeError("bug in the caller")
+
+            with caplog.at_level("ERROR", logger="wsfinal.connection"):
+                outcome = await conn.submit({"symbol": "tBTCUSD"}, on_done=broken)
+            assert outcome.kind is OutcomeKind.ACKNOWLEDGED
+            assert "on_done callback failed" in caplog.text
+            conn.ledger.check()
+            await conn.disconnect()
+
+    asyncio.run(main())
 
 
 def test_requests_through_the_writer_task_and_timeouts_in_any_order() -> None:

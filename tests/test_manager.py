@@ -254,3 +254,90 @@ def test_every_routed_outcome_reaches_the_balancer_before_the_caller_sees_it():
         node.stop()
 
     run_virtual(main())
+
+
+class _OldStyleConnection(ManagedConnection):
+    """A connection whose ``submit`` predates ``on_done`` (and ``tag``): the manager must fall back to callbacks."""
+
+    def submit(self, request, timeout=None):
+        return super().submit(request, timeout)
+
+
+def test_submit_on_done_gets_each_outcome_once_after_the_balancer_and_before_the_future(caplog):
+    async def main():
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=5)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        url = "ws://127.0.0.1:7001/ws/2"
+        config, conns = trading_connections(2, url, MemoryTransport(network))
+        old = _OldStyleConnection(
+            config, connection_id="old", transport=MemoryTransport(network), rng=random.Random(9),
+            api_key=KEY, api_secret=SECRET, nonce=iter(range(10**7, 10**8)).__next__,
+        )  # fmt: skip
+        async with WebSocketIntegrationManager(IntegrationConfig(seed=3, health_check_interval=1)) as manager:
+            for c in [*conns, old]:
+                await manager.register_connection(c, config)
+            assert set(manager._fast_submit) == {"tr-0", "tr-1"}  # the old-style one gets the fallback
+            balancer = manager.load_balancer
+            kind = LoadBalancingStrategy.ROUND_ROBIN
+            seen = []  # (outcome, requests the balancer had counted, whether the future was done)
+            futures = []
+
+            def on_done(outcome):
+                counted = balancer.get_strategy_performance()[kind]["requests"]
+                mine = [f for f in futures if f.done() and f.result() is outcome]
+                seen.append((outcome, counted, bool(mine)))
+
+            for _ in range(30):
+                futures.append(manager.submit(ORDER, ConnectionType.TRADING, kind, on_done=on_done))
+            outcomes = await asyncio.gather(*futures)
+            assert {o.kind for o in outcomes} == {OutcomeKind.ACKNOWLEDGED}
+            assert {o.connection_id for o in outcomes} == {"tr-0", "tr-1", "old"}
+            assert sorted(o.cid for o, _, _ in seen) == sorted(o.cid for o in outcomes) and len(seen) == 30
+            # every outcome had reached the balancer before on_done saw it
+            assert all(counted >= k for k, (_, counted, _) in enumerate(seen, start=1))
+            # synchronous on the connections that take on_done: their futures were not resolved yet
+            assert all(not done for o, _, done in seen if o.connection_id != "old")
+            # no connection of the type: on_done runs before submit returns
+            seen.clear()
+            nothing = manager.submit(ORDER, ConnectionType.USER_DATA, on_done=on_done)
+            assert [o.kind for o, _, _ in seen] == [OutcomeKind.NO_CONNECTION] and nothing.result() is seen[0][0]
+
+            # a raising on_done is logged and changes nothing else
+            def broken(outcome):
+                raise RuntimeError("bug in the caller")
+
+            with caplog.at_level("ERROR"):
+                results = await asyncio.gather(
+                    *[manager.submit(ORDER, ConnectionType.TRADING, kind, on_done=broken) for _ in range(3)]
+                )
+                manager.submit(ORDER, ConnectionType.USER_DATA, on_done=broken)
+            assert {o.kind for o in results} == {OutcomeKind.ACKNOWLEDGED}
+            assert sum("callback failed" in r.getMessage() for r in caplog.records) == 4
+            summary = manager.request_summary()
+            assert summary["submitted"] == 35 == summary["finished"] and summary["in_flight"] == 0
+        node.stop()
+
+    run_virtual(main())
+
+
+def test_submit_on_done_without_a_load_balancer():
+    async def main():
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=1)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        manager = WebSocketIntegrationManager(IntegrationConfig(enable_load_balancing=False, health_check_interval=1))
+        async with manager:
+            for c in conns:
+                await manager.register_connection(c, config)
+            got = []
+            futures = [manager.submit(ORDER, ConnectionType.TRADING, on_done=got.append) for _ in range(10)]
+            outcomes = await asyncio.gather(*futures)
+            assert got == outcomes and {o.kind for o in outcomes} == {OutcomeKind.ACKNOWLEDGED}
+            assert {o.connection_id for o in outcomes} == {"tr-0", "tr-1"}
+        node.stop()
+
+    run_virtual(main())

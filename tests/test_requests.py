@@ -7,7 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from wsfinal.requests import OutcomeKind, RequestLedger
+from wsfinal.requests import OutcomeKind, RequestLedger, RequestOutcome
 
 
 def test_an_answer_ends_a_request_once_and_a_late_answer_is_counted_not_applied() -> None:
@@ -129,3 +129,22 @@ class LedgerMachine(RuleBasedStateMachine):
 
 LedgerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+def test_outcomes_are_immutable_values_and_counts_by_kind_follow_the_enum() -> None:
+    ledger = RequestLedger()
+    a, b = ledger.start(1.0), ledger.start(1.0)
+    done_a = ledger.finish(a.cid, OutcomeKind.ACKNOWLEDGED, 1.5, connection_id="c")
+    done_b = ledger.finish(b.cid, OutcomeKind.TIMED_OUT, 6.0, connection_id="c")
+    assert done_a is not None and done_b is not None
+    outcome = done_a[1]
+    assert outcome == RequestOutcome(OutcomeKind.ACKNOWLEDGED, a.cid, 1.0, 1.5, 500.0, None, "", "c")
+    assert hash(outcome) == hash(RequestOutcome(OutcomeKind.ACKNOWLEDGED, a.cid, 1.0, 1.5, 500.0, None, "", "c"))
+    assert outcome != done_b[1] and not done_b[1].ok and outcome.ok
+    with pytest.raises(AttributeError):
+        outcome.kind = OutcomeKind.REJECTED  # type: ignore[misc]
+    assert outcome._replace(code=7).code == 7 and outcome.code is None
+    assert "kind=<OutcomeKind.ACKNOWLEDGED" in repr(outcome)
+    assert list(ledger.counts.by_kind) == list(OutcomeKind)
+    assert ledger.counts.by_kind[OutcomeKind.ACKNOWLEDGED] == ledger.counts.by_kind[OutcomeKind.TIMED_OUT] == 1
+    assert ledger.finished == 2 and ledger.summary()["timed_out"] == 1

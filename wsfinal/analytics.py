@@ -340,6 +340,35 @@ class WebSocketAnalytics:
         st.ops_w.add(t)
         st.last_event = t
 
+    def record_answer(
+        self,
+        connection_id: str,
+        connection_type: ConnectionType | str,
+        nbytes: int,
+        latency_ms: float,
+        now: float | None = None,
+    ) -> None:
+        """A received message of ``nbytes`` that answered a request after ``latency_ms``: the same as
+        ``record_message(..., "in", nbytes, now)`` then ``record_latency(..., latency_ms, now)``, in one call (the
+        connection makes it once per answered request)."""
+        t = now if now is not None else self._now()
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.messages += 1
+        st.bytes += nbytes
+        st.hist.record(latency_ms)
+        e = st.lat_ewma
+        if e != e:  # first sample
+            st.lat_ewma = latency_ms
+            st.lat_stamp = t
+        else:
+            dt = t - st.lat_stamp
+            if dt > 0.0:
+                w = _exp(-dt * _INV_LATENCY_TAU)
+                st.lat_ewma = e * w + latency_ms * (1.0 - w)
+                st.lat_stamp = t
+        st.ops_w.add(t)
+        st.last_event = t
+
     def record_message(
         self,
         connection_id: str,

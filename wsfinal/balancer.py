@@ -28,22 +28,27 @@ import random
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import ConnectionType, LoadBalancingStrategy
 from .exceptions import UsageError
 from .records import ConnectionRecord
+from .requests import OutcomeKind, RequestOutcome
 from .states import ConnectionState
 from .store import Clock, InMemoryConnectionStore
 from .strategies import Adaptive, Pool
 
 logger = logging.getLogger("wsfinal.balancer")
 
+_ACKNOWLEDGED = OutcomeKind.ACKNOWLEDGED
 
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """One pick: report its outcome with :meth:`WebSocketLoadBalancer.report` when the request ends."""
+
+class Selection(NamedTuple):
+    """One pick: report its outcome with :meth:`WebSocketLoadBalancer.report` when the request ends.
+
+    Immutable; a named tuple rather than a frozen dataclass because one is made per request and a frozen
+    dataclass's ``__init__`` (an ``object.__setattr__`` call per field) costs several times as much.
+    """
 
     record: ConnectionRecord
     strategy: LoadBalancingStrategy
@@ -51,6 +56,10 @@ class Selection:
     arm: LoadBalancingStrategy
     time: float
     panic: bool = False
+
+
+#: ``Selection`` from a tuple of all five fields without the generated ``__new__``'s Python frame.
+_new_selection: Callable[[type[Selection], tuple[Any, ...]], Selection] = tuple.__new__
 
 
 class _StrategyStats:
@@ -173,8 +182,13 @@ class WebSocketLoadBalancer:
         pools = self._pools_of.get(record.connection_id)
         if pools is None:
             return
-        pools.connected.update(record)
-        pools.eligible.update(record)
+        # Twice per request: only pools with a measure-tracking strategy are told (most strategies track none).
+        pool = pools.connected
+        if pool.tracking:
+            pool.update(record)
+        pool = pools.eligible
+        if pool.tracking:
+            pool.update(record)
         if record.consecutive_failures >= self.consecutive_failures_threshold and record in pools.eligible:
             now = self._clock()
             if not record.is_ejected(now):
@@ -236,9 +250,14 @@ class WebSocketLoadBalancer:
         record = index.select(t, self.rng)
         if record is None:  # cannot happen with a non-empty pool; kept as a guard for custom strategies
             return None
-        arm = index.last_arm if isinstance(index, Adaptive) and index.last_arm is not None else kind
-        self._stats_of(kind).selections += 1
-        return Selection(record, kind, arm, t, panic)
+        arm = index.last_arm
+        if arm is None:  # not delegated (every strategy but ADAPTIVE)
+            arm = kind
+        stats = self._hot_stats if kind is self._hot_stats_kind else None
+        if stats is None:
+            stats = self._stats_of(kind)
+        stats.selections += 1
+        return _new_selection(Selection, (record, kind, arm, t, panic))
 
     def _stats_of(self, kind: LoadBalancingStrategy) -> _StrategyStats:
         if kind is self._hot_stats_kind and self._hot_stats is not None:
@@ -256,7 +275,10 @@ class WebSocketLoadBalancer:
 
     def report(self, selection: Selection, *, ok: bool, latency_ms: float | None, now: float | None = None) -> None:
         """The request routed by ``selection`` ended: feeds strategy statistics and the ADAPTIVE bandit."""
-        stats = self._stats_of(selection.strategy)
+        kind = selection.strategy
+        stats = self._hot_stats if kind is self._hot_stats_kind else None
+        if stats is None:
+            stats = self._stats_of(kind)
         if ok:
             stats.successes += 1
         else:
@@ -264,14 +286,37 @@ class WebSocketLoadBalancer:
         if latency_ms is not None and ok:
             stats.latency_sum_ms += latency_ms
             stats.latency_count += 1
-        if selection.strategy is LoadBalancingStrategy.ADAPTIVE:
-            pools = self._pools.get(selection.record.connection_type)
-            if pools is not None:
-                for pool in (pools.eligible, pools.connected):
-                    index = pool.strategies.get(LoadBalancingStrategy.ADAPTIVE)
-                    if isinstance(index, Adaptive):
-                        index.feedback(selection.arm, ok, latency_ms)
-                        break
+        if kind is LoadBalancingStrategy.ADAPTIVE:
+            self._feedback(selection, ok, latency_ms)
+
+    def _feedback(self, selection: Selection, ok: bool, latency_ms: float | None) -> None:
+        """Tell the ADAPTIVE bandit of the type how its pick ``selection`` did."""
+        pools = self._pools.get(selection.record.connection_type)
+        if pools is not None:
+            for pool in (pools.eligible, pools.connected):
+                index = pool.strategies.get(LoadBalancingStrategy.ADAPTIVE)
+                if isinstance(index, Adaptive):
+                    index.feedback(selection.arm, ok, latency_ms)
+                    break
+
+    def report_outcome(self, outcome: RequestOutcome, selection: Selection) -> None:
+        """:meth:`report` for the request routed by ``selection`` that ended with ``outcome``: the integration
+        manager's ``outcome_hook`` (called once per request, so :meth:`report` is inlined)."""
+        ok = outcome.kind is _ACKNOWLEDGED
+        kind = selection.strategy
+        stats = self._hot_stats if kind is self._hot_stats_kind else None
+        if stats is None:
+            stats = self._stats_of(kind)
+        if ok:
+            stats.successes += 1
+            latency_ms = outcome.latency_ms
+            if latency_ms is not None:
+                stats.latency_sum_ms += latency_ms
+                stats.latency_count += 1
+        else:
+            stats.failures += 1
+        if kind is LoadBalancingStrategy.ADAPTIVE:
+            self._feedback(selection, ok, outcome.latency_ms)
 
     def get_strategy_performance(self) -> dict[LoadBalancingStrategy, dict[str, float]]:
         """Per strategy used so far: selections, requests, successes, failures, success_rate, mean_latency_ms."""

@@ -159,7 +159,7 @@ class ManagedConnection(ConnectionTraffic):
         m = ConnectionMetrics(**self._metrics.as_dict())
         m.requests_submitted = self.ledger.submitted
         m.requests_in_flight = self.ledger.in_flight
-        m.requests_by_outcome = {k.value: n for k, n in self.ledger.counts.by_kind.items()}
+        m.requests_by_outcome = dict(self.ledger.counts.by_value)
         m.sequence_gaps = self.protocol.sequence.gaps
         m.checksum_mismatches = self.protocol.checksum_mismatches
         m.resubscribes = self.protocol.resubscribes

@@ -8,12 +8,14 @@ logged and runs again next period: one bad tick never stops the manager.
 
 The request path is :meth:`submit`: pick a connection with the balancer, hand the request to the connection,
 report the outcome back to the balancer. It creates no task per request (DESIGN.md, performance notes): the
-future it returns is resolved by the connection's reader through done-callbacks.
+connection reports the outcome synchronously (to the balancer, to the caller's optional ``on_done``) and
+resolves the future it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
@@ -35,6 +37,23 @@ from .store import Clock, InMemoryConnectionStore, loop_clock
 logger = logging.getLogger("wsfinal.manager")
 
 S = ConnectionState
+
+
+def _call_on_done(on_done: Callable[[RequestOutcome], None], outcome: RequestOutcome) -> None:
+    try:
+        on_done(outcome)
+    except Exception:  # the caller's bug must not break the request path
+        logger.exception("submit(on_done=...) callback failed")
+
+
+def _parameters(method: Any) -> frozenset[str]:
+    """The parameter names of a connection's method (``submit``: does it take ``tag``, ``on_done``?)."""
+    if method is None:
+        return frozenset()
+    try:
+        return frozenset(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
 
 
 def derive_seeds(seed: int, n: int) -> list[int]:
@@ -102,6 +121,9 @@ class WebSocketIntegrationManager:
         self._rr_cursor = 0
         #: Connections that report outcomes through ``outcome_hook`` (ManagedConnection does).
         self._hooked: set[str] = set()
+        #: The bound ``submit`` of connections that take ``tag`` and ``on_done`` and, when there is a balancer,
+        #: report outcomes through ``outcome_hook``: submit() calls it straight away.
+        self._fast_submit: dict[str, Callable[..., asyncio.Future[RequestOutcome]]] = {}
         self.started = False
         #: Requests that ended without reaching a connection (no connection available).
         self.ledger = RequestLedger()
@@ -212,10 +234,15 @@ class WebSocketIntegrationManager:
             connection.add_listener(self._mirror_state)
             self._sync_state(cid, connection.state)
         connection.add_listener(self._remember_event)
-        if self.load_balancer is not None and hasattr(connection, "outcome_hook"):
+        submit = getattr(connection, "submit", None)
+        takes = _parameters(submit)
+        if self.load_balancer is not None and hasattr(connection, "outcome_hook") and "tag" in takes:
             # A ManagedConnection reports each routed request's outcome straight to the balancer (see submit).
-            connection.outcome_hook = self._report_outcome
+            # (the balancer's own report_outcome: what _report_outcome does, one call less per request)
+            connection.outcome_hook = self.load_balancer.report_outcome
             self._hooked.add(cid)
+        if submit is not None and (self.load_balancer is None or cid in self._hooked) and {"tag", "on_done"} <= takes:
+            self._fast_submit[cid] = submit
         self._connections[cid] = connection
         self._configs[cid] = config
         if connection.state is not S.CONNECTED:
@@ -231,6 +258,7 @@ class WebSocketIntegrationManager:
         if connection is None:
             return False
         self._configs.pop(connection_id, None)
+        self._fast_submit.pop(connection_id, None)
         if connection_id in self._hooked:
             self._hooked.discard(connection_id)
             setattr(connection, "outcome_hook", None)  # noqa: B010 - set only on connections that have it
@@ -356,48 +384,73 @@ class WebSocketIntegrationManager:
         strategy: LoadBalancingStrategy | None = None,
         *,
         timeout: float | None = None,
+        on_done: Callable[[RequestOutcome], None] | None = None,
     ) -> asyncio.Future[RequestOutcome]:
         """Route one request: select a connection, send, and return a future of its :class:`RequestOutcome`.
 
         The future always resolves (never raises): with ``NO_CONNECTION`` when no connection of the type is
         connected, else with what the connection reports. No task is created per request.
+
+        ``on_done`` (optional) is called with the outcome exactly once, when the request ends: synchronously,
+        where the outcome becomes known (before the future's done-callbacks are scheduled; before ``submit``
+        returns when the request ends at once, e.g. ``NO_CONNECTION``), on connections whose ``submit`` takes
+        ``on_done`` (:class:`~wsfinal.connection.ManagedConnection` does); else from a done-callback of the
+        future. A caller that only needs the outcome may then ignore the future: that saves a done-callback, a
+        loop iteration and a callback handle per request. ``on_done``'s exceptions are logged, not raised.
         """
         loop = asyncio.get_running_loop()
-        selection = self._choose(connection_type, strategy, loop.time() if self._loop_time else None)
+        now = loop.time() if self._loop_time else None
+        balancer = self.load_balancer
+        selection = (
+            balancer.choose(connection_type, strategy, now)  # _choose, inline
+            if balancer is not None
+            else self._choose(connection_type, strategy, now)
+        )
+        if selection is not None:
+            fast = self._fast_submit.get(selection.record.connection_id)
+            if fast is not None:
+                # The connection reports the outcome to _report_outcome (through the tag) and to on_done itself,
+                # synchronously: no callback per request.
+                tag = selection if balancer is not None else None
+                return fast(request, timeout=timeout, tag=tag, on_done=on_done)
         connection = None if selection is None else self._connections.get(selection.record.connection_id)
         submit = getattr(connection, "submit", None)
         if selection is None or submit is None:
             outcome = self.ledger.record_immediate(OutcomeKind.NO_CONNECTION, loop.time())
+            if on_done is not None:
+                _call_on_done(on_done, outcome)
             done: asyncio.Future[RequestOutcome] = loop.create_future()
             done.set_result(outcome)
             return done
-        balancer = self.load_balancer
         if balancer is not None and selection.record.connection_id in self._hooked:
-            # The connection reports the outcome to _report_outcome itself, synchronously: no callback per request.
-            hooked: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout, tag=selection)
-            return hooked
-        inner: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout)
-        if balancer is not None:
-            sel = selection
+            inner: asyncio.Future[RequestOutcome] = submit(request, timeout=timeout, tag=selection)
+        else:
+            inner = submit(request, timeout=timeout)
+            if balancer is not None:
+                sel = selection
 
-            def report(fut: asyncio.Future[RequestOutcome]) -> None:
-                if fut.cancelled():
-                    return
-                outcome = fut.result()
-                balancer.report(sel, ok=outcome.ok, latency_ms=outcome.latency_ms, now=outcome.finished_at)
+                def report(fut: asyncio.Future[RequestOutcome]) -> None:
+                    if fut.cancelled():
+                        return
+                    outcome = fut.result()
+                    balancer.report(sel, ok=outcome.ok, latency_ms=outcome.latency_ms, now=outcome.finished_at)
 
-            inner.add_done_callback(report)
+                inner.add_done_callback(report)
+        if on_done is not None:
+            callback = on_done
+
+            def done_callback(fut: asyncio.Future[RequestOutcome]) -> None:
+                if not fut.cancelled() and fut.exception() is None:
+                    _call_on_done(callback, fut.result())
+
+            inner.add_done_callback(done_callback)
         return inner
 
     def _report_outcome(self, outcome: RequestOutcome, selection: Selection) -> None:
-        """A hooked connection's request routed by ``selection`` ended: tell the balancer."""
+        """A hooked connection's request routed by ``selection`` ended: tell the balancer. (Hooked connections
+        call the balancer's :meth:`~WebSocketLoadBalancer.report_outcome` directly.)"""
         if self.load_balancer is not None:
-            self.load_balancer.report(
-                selection,
-                ok=outcome.kind is OutcomeKind.ACKNOWLEDGED,
-                latency_ms=outcome.latency_ms,
-                now=outcome.finished_at,
-            )
+            self.load_balancer.report_outcome(outcome, selection)
 
     # -- overview --------------------------------------------------------------------------------------------
 

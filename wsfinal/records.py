@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from .config import ConnectionConfig, ConnectionType
 from .states import ConnectionState
 
+_exp = math.exp
+
 #: Time constant of the latency EWMA, in seconds (a sample weighs 1 - exp(-dt / tau)).
 DEFAULT_EWMA_TAU_S = 10.0
 #: Decay time constant of the peak-EWMA (Finagle's default decay is 10 s).
@@ -77,18 +79,22 @@ class ConnectionRecord:
     ) -> None:
         """Fold one latency sample into the EWMA and the peak-EWMA (time-weighted, as Finagle does)."""
         self.last_latency_ms = latency_ms
-        if math.isnan(self.latency_ewma_ms):
+        ewma = self.latency_ewma_ms
+        if ewma != ewma:  # NaN: the first sample (no math.isnan call: once per request)
             self.latency_ewma_ms = latency_ms
             self.peak_ewma_ms = latency_ms
         else:
-            dt = max(now - self.latency_stamp, 0.0)
-            w = math.exp(-dt / tau_s)
-            self.latency_ewma_ms = self.latency_ewma_ms * w + latency_ms * (1.0 - w)
-            if latency_ms > self.peak_ewma_ms:
+            dt = now - self.latency_stamp
+            if dt < 0.0:  # max(dt, 0.0) without the call; the same value (also for -0.0)
+                dt = 0.0
+            w = _exp(-dt / tau_s)
+            self.latency_ewma_ms = ewma * w + latency_ms * (1.0 - w)
+            peak = self.peak_ewma_ms
+            if latency_ms > peak:
                 self.peak_ewma_ms = latency_ms
             else:
-                pw = math.exp(-dt / peak_tau_s)
-                self.peak_ewma_ms = self.peak_ewma_ms * pw + latency_ms * (1.0 - pw)
+                pw = _exp(-dt / peak_tau_s)
+                self.peak_ewma_ms = peak * pw + latency_ms * (1.0 - pw)
         self.latency_stamp = now
 
     def peak_ewma_at(self, now: float, peak_tau_s: float = DEFAULT_PEAK_EWMA_TAU_S) -> float:

@@ -17,9 +17,9 @@ Outcomes::
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class OutcomeKind(enum.Enum):
@@ -31,9 +31,13 @@ class OutcomeKind(enum.Enum):
     NO_CONNECTION = "no_connection"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestOutcome:
-    """How one request ended. ``latency_ms`` is submit-to-answer time for answered requests, else ``None``."""
+class RequestOutcome(NamedTuple):
+    """How one request ended. ``latency_ms`` is submit-to-answer time for answered requests, else ``None``.
+
+    Immutable, compared and hashed by its fields. A named tuple rather than a frozen dataclass: one is made per
+    request, and a frozen dataclass's ``__init__`` (an ``object.__setattr__`` call per field) costs several times
+    as much (``_replace`` and ``_asdict`` stand in for ``dataclasses.replace`` and ``asdict``).
+    """
 
     kind: OutcomeKind
     cid: int
@@ -49,6 +53,12 @@ class RequestOutcome:
         return self.kind is OutcomeKind.ACKNOWLEDGED
 
 
+#: ``RequestOutcome`` from a tuple of all eight fields without the generated ``__new__``'s Python frame.
+_new_outcome: Callable[[type[RequestOutcome], tuple[Any, ...]], RequestOutcome] = tuple.__new__
+_ACKNOWLEDGED = OutcomeKind.ACKNOWLEDGED
+_REJECTED = OutcomeKind.REJECTED
+
+
 @dataclass(slots=True)
 class PendingRequest:
     """A request in flight. ``sent`` turns True once the frame was handed to the transport."""
@@ -59,17 +69,25 @@ class PendingRequest:
     sent: bool = False
     token: Any = None  # the shell's own handle (its future, its timer); the ledger never looks at it
     tag: Any = None  # the caller's label for the outcome (the manager's selection); the ledger never looks at it
+    on_done: Any = None  # the caller's synchronous outcome callback; the ledger never looks at it
 
 
 @dataclass(slots=True)
 class LedgerCounts:
     submitted: int = 0
     late: int = 0
-    by_kind: dict[OutcomeKind, int] = field(default_factory=lambda: dict.fromkeys(OutcomeKind, 0))
+    #: Finished requests by outcome value (``"acknowledged"``...): keyed by the value, not the member, because
+    #: enum members hash in Python code (``Enum.__hash__``) and this is counted once per request.
+    by_value: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in OutcomeKind})
+
+    @property
+    def by_kind(self) -> dict[OutcomeKind, int]:
+        """Finished requests by outcome (a new dict, in :class:`OutcomeKind` order)."""
+        return {k: self.by_value[k.value] for k in OutcomeKind}
 
     @property
     def finished(self) -> int:
-        return sum(self.by_kind.values())
+        return sum(self.by_value.values())
 
 
 class RequestLedger:
@@ -93,8 +111,9 @@ class RequestLedger:
 
     def start(self, now: float, *, deadline: float | None = None, cid: int | None = None) -> PendingRequest:
         """Record a submitted request. Raises ValueError if ``cid`` is already in flight."""
-        if cid is None:
-            cid = self.new_cid()
+        if cid is None:  # new_cid(), inline
+            cid = self._next_cid
+            self._next_cid = cid + 1
         elif cid in self._pending:
             raise ValueError(f"client id {cid} is already in flight on this connection")
         elif cid >= self._next_cid:
@@ -127,11 +146,10 @@ class RequestLedger:
         if entry is None:
             self.counts.late += 1
             return None
-        self.counts.by_kind[kind] += 1
-        latency = (
-            (now - entry.submitted_at) * 1000.0 if kind in (OutcomeKind.ACKNOWLEDGED, OutcomeKind.REJECTED) else None
-        )
-        return entry, RequestOutcome(kind, cid, entry.submitted_at, now, latency, code, text, connection_id)
+        self.counts.by_value[kind._value_] += 1
+        submitted_at = entry.submitted_at
+        latency = (now - submitted_at) * 1000.0 if kind is _ACKNOWLEDGED or kind is _REJECTED else None
+        return entry, _new_outcome(RequestOutcome, (kind, cid, submitted_at, now, latency, code, text, connection_id))
 
     def fail_all(self, now: float, *, connection_id: str | None = None) -> list[tuple[PendingRequest, RequestOutcome]]:
         """End every request in flight: CONNECTION_LOST if its frame was sent, NOT_SENT otherwise."""
@@ -177,7 +195,7 @@ class RequestLedger:
 
     def summary(self) -> dict[str, int]:
         """Counts by outcome name plus submitted, finished, in_flight and late."""
-        out = {kind.value: n for kind, n in self.counts.by_kind.items()}
+        out = dict(self.counts.by_value)
         out.update(
             submitted=self.counts.submitted,
             finished=self.counts.finished,

@@ -327,11 +327,13 @@ class InMemoryConnectionStore:
         """A request started and its frame of ``nbytes`` went out: :meth:`request_started` and
         :meth:`message_sent` in one step (one lock, one observer notification)."""
         with self._lock:
-            record = self._record(connection_id)
+            record = self._records.get(connection_id)  # _record() and _now() inline: once per request
+            if record is None:
+                raise UnknownConnectionError(connection_id)
             record.outstanding += 1
             record.messages_sent += 1
             record.bytes_sent += nbytes
-            record.last_activity = self._now(now)
+            record.last_activity = self._clock() if now is None else now
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)
@@ -345,7 +347,7 @@ class InMemoryConnectionStore:
             record = self._records.get(connection_id)
             if record is None:
                 return
-            t = self._now(now)
+            t = self._clock() if now is None else now
             record.messages_received += 1
             record.bytes_received += nbytes
             record.stale = False

@@ -54,14 +54,14 @@ UNMEASURED_PENALTY_MS = 1e6
 class Pool:
     """The members one selection may pick from, in a list with O(1) add and remove (swap with the last)."""
 
-    __slots__ = ("_pos", "_tracking", "members", "strategies")
+    __slots__ = ("_pos", "members", "strategies", "tracking")
 
     def __init__(self) -> None:
         self.members: list[ConnectionRecord] = []
         self._pos: dict[str, int] = {}
         self.strategies: dict[LoadBalancingStrategy, Strategy] = {}
-        #: The strategies whose index depends on measures (the hot path only updates these).
-        self._tracking: list[Strategy] = []
+        #: The strategies whose index depends on measures (the hot path only updates these; read-only outside).
+        self.tracking: list[Strategy] = []
 
     def __len__(self) -> int:
         return len(self.members)
@@ -89,8 +89,8 @@ class Pool:
             strategy.remove(record)
 
     def update(self, record: ConnectionRecord) -> None:
-        if self._tracking and record.connection_id in self._pos:
-            for strategy in self._tracking:
+        if self.tracking and record.connection_id in self._pos:
+            for strategy in self.tracking:
                 strategy.update(record)
 
     def strategy(self, kind: LoadBalancingStrategy) -> Strategy:
@@ -102,7 +102,7 @@ class Pool:
                 found.add(record)
             self.strategies[kind] = found
             if type(found).update is not Strategy.update:
-                self._tracking.append(found)
+                self.tracking.append(found)
         return found
 
 
@@ -110,6 +110,9 @@ class Strategy(ABC):
     """An incremental selection index over one :class:`Pool`."""
 
     kind: LoadBalancingStrategy
+    #: The strategy the last pick was delegated to (:class:`Adaptive`), else ``None``: the balancer reads it after
+    #: every pick, as an attribute rather than through an ``isinstance`` check (ABCs check in Python code).
+    last_arm: LoadBalancingStrategy | None = None
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool

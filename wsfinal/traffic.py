@@ -42,28 +42,40 @@ _Answer = bfx.Answer
 DataHandler = Callable[[bfx.Subscription | None, bfx.ChannelData], None]
 #: Told synchronously of every request outcome whose ``submit`` carried a ``tag`` (the manager's balancer report).
 OutcomeHook = Callable[[RequestOutcome, Any], None]
+#: Called synchronously with a request's outcome when it ends (``submit(..., on_done=...)``).
+OutcomeCallback = Callable[[RequestOutcome], None]
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _frame_encoder() -> Callable[[Any], str]:
-    """Compact JSON for the frames :meth:`ConnectionTraffic.submit` builds: the json module's C encoder made
-    once (``JSONEncoder.encode`` builds a new one per call), output identical to :data:`_dumps`. Without
-    circular-reference checks: those frames are a list around a copy of the caller's order."""
+def _c_iterencode() -> Callable[[Any, int], Any] | None:
+    """The json module's C encoder for compact JSON, made once (``JSONEncoder.encode`` builds a new one per
+    call); ``None`` without the C accelerator (another interpreter)."""
     make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another interpreter): the plain encoder
-        return _dumps
-    iterencode = make(
+    if make is None:
+        return None
+    iterencode: Callable[[Any, int], Any] = make(
         None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
     )
-
-    def encode(obj: Any) -> str:
-        return "".join(iterencode(obj, 0))
-
-    return encode
+    return iterencode
 
 
-_encode_frame = _frame_encoder()
+#: ``"".join(_iterencode(obj, 0))`` is compact JSON, as :data:`_dumps` writes it (see :func:`_encode_frame`).
+_iterencode = _c_iterencode()
+
+
+def _encode_frame(obj: Any) -> str:
+    """Compact JSON for the frames :meth:`ConnectionTraffic.submit` builds, output identical to :data:`_dumps`:
+    with the C encoder made once, and without circular-reference checks (those frames are a list around a copy
+    of the caller's order)."""
+    if _iterencode is None:
+        return _dumps(obj)
+    return "".join(_iterencode(obj, 0))
+
+
+_heappush = heapq.heappush
+_Future = asyncio.Future
+_stock_create_future = asyncio.BaseEventLoop.create_future
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,7 @@ class ConnectionTraffic(WebSocketConnectionInterface):
     # analytics' per-message methods, looked up once (None when absent) and called in an inline try
     _record_message: Callable[..., Any] | None = None
     _record_latency: Callable[..., Any] | None = None
+    _record_answer: Callable[..., Any] | None = None
     #: The store has the combined per-request calls (request_sent, answer_received).
     _store_combined: bool = False
 
@@ -155,6 +168,8 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         analytics = self._analytics
         self._record_message = getattr(analytics, "record_message", None) if analytics is not None else None
         self._record_latency = getattr(analytics, "record_latency", None) if analytics is not None else None
+        # record_message("in") and record_latency in one call, for answered requests (when analytics has it)
+        self._record_answer = getattr(analytics, "record_answer", None) if analytics is not None else None
 
     def _analytics_call(self, method: str, *args: Any) -> None:
         """Call ``analytics.<method>(connection_id, connection_type, *args)`` if analytics has it (looked up per
@@ -227,7 +242,8 @@ class ConnectionTraffic(WebSocketConnectionInterface):
             session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
 
     def _on_frame(self, session: Session, data: str | bytes) -> None:
-        now = self._now()
+        loop = self._loop
+        now = loop.time() if loop is not None else self._now()
         session.last_rx = now
         size = len(data)
         m = self._metrics
@@ -235,22 +251,33 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         m.bytes_received += size
         m.last_message_at = now
         actions = self.protocol.receive(data, now)
-        record_message = self._record_message
-        if record_message is not None:
-            try:
-                record_message(self._id, self._config.connection_type, "in", size, now)
-            except Exception:  # analytics must never break the connection
-                logger.exception("%s: analytics.record_message failed", self._id)
         if self._store_combined and len(actions) == 1 and type(actions[0]) is _Answer:
-            # The common frame: one answer to a request. Counted with the request's end in one store call.
-            self._answer(actions[0], now, size)
-            return
+            # The common frame: one answer to a request. Counted with the request's end in one store call, and
+            # in one analytics call (see _resolve) (_answer, inline).
+            action = actions[0]
+            kind = _ACKNOWLEDGED if action.ok else _REJECTED
+            done = self.ledger.finish(action.cid, kind, now, code=action.code, text=action.text, connection_id=self._id)
+            if done is not None:
+                self._resolve(done[0], done[1], size)
+                return
+            # a late or unknown answer: still a message (and nothing else to do)
+            actions = []
+        self._count_received(size, now)
         if self._store is not None:
             try:
                 self._store.message_received(self._id, size, now=now)
             except UnknownConnectionError:
                 pass
         self._apply(session, actions, now)
+
+    def _count_received(self, size: int, now: float) -> None:
+        """Tell analytics of a received frame of ``size`` (an answered request's frame is told in _resolve)."""
+        record_message = self._record_message
+        if record_message is not None:
+            try:
+                record_message(self._id, self._config.connection_type, "in", size, now)
+            except Exception:  # analytics must never break the connection
+                logger.exception("%s: analytics.record_message failed", self._id)
 
     def _answer(self, action: bfx.Answer, now: float, size: int | None = None) -> None:
         """End the request ``action`` answers; with ``size``, the frame that carried it is counted too."""
@@ -435,7 +462,12 @@ class ConnectionTraffic(WebSocketConnectionInterface):
     # -- requests ---------------------------------------------------------------------------------------------
 
     def submit(
-        self, request: Mapping[str, Any] | list[Any], timeout: float | None = None, *, tag: Any = None
+        self,
+        request: Mapping[str, Any] | list[Any],
+        timeout: float | None = None,
+        *,
+        tag: Any = None,
+        on_done: OutcomeCallback | None = None,
     ) -> asyncio.Future[RequestOutcome]:
         """Send an order-style request and return a future of its one :class:`RequestOutcome`.
 
@@ -443,12 +475,18 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         ``[0, "on", null, {...}]`` frame (its ``cid`` kept if present). No task is created: the reader, a loop
         timer (``timeout``, default ``message_timeout_seconds``) or the connection's loss resolves the future.
         With a ``tag`` (not None), :attr:`outcome_hook` is also called with ``(outcome, tag)`` when it ends,
-        synchronously, before the future's callbacks run.
+        synchronously, before the future's callbacks run. ``on_done``, if given, is called with the outcome
+        exactly once, synchronously, right after the hook and before the future is resolved (before ``submit``
+        returns when the request ends at once); its exceptions are logged, not raised. A caller that only needs
+        ``on_done`` may ignore the future: it never holds an exception.
         """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        fut: asyncio.Future[RequestOutcome] = loop.create_future()
+        # loop.create_future() without its Python frame when it is asyncio's own (which makes exactly this)
+        fut: asyncio.Future[RequestOutcome] = (
+            _Future(loop=loop) if type(loop).create_future is _stock_create_future else loop.create_future()
+        )
         now = loop.time()
         session = self._session
         paused = self.protocol.paused
@@ -457,6 +495,8 @@ class ConnectionTraffic(WebSocketConnectionInterface):
             outcome = self.ledger.record_immediate(kind, now, connection_id=self._id)
             if tag is not None:
                 self._hook(outcome, tag)
+            if on_done is not None:
+                self._done(on_done, outcome)
             fut.set_result(outcome)
             return fut
         if isinstance(request, list):
@@ -471,21 +511,25 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 frame[3] = {**body, "cid": entry.cid}
         else:
             entry = self.ledger.start(now)
-            frame = bfx.order_frame(request, entry.cid)
+            body = dict(request)  # bfx.order_frame, inline (one call less per request)
+            body["cid"] = entry.cid
+            frame = [0, "on", None, body]
         deadline = now + (self._config.message_timeout_seconds if timeout is None else timeout)
         entry.deadline = deadline
         entry.token = fut
         entry.tag = tag
+        entry.on_done = on_done
         # Timeouts: one loop timer per connection over a heap of (deadline, cid) tuples, not a TimerHandle
         # per request (their Python-level comparisons dominated the pipelined profile).
         heap = self._deadlines
-        heapq.heappush(heap, (deadline, entry.cid))
+        _heappush(heap, (deadline, entry.cid))
         if deadline < self._timer_at:
             self._arm_timer(deadline)
-        if len(heap) > 4 * self.ledger.in_flight + 1024:  # drop answered requests' entries now and then
+        n = len(heap)
+        if n > 1024 and n > 4 * self.ledger.in_flight + 1024:  # drop answered requests' entries now and then
             heap[:] = [(e.deadline, e.cid) for e in self.ledger.pending() if e.deadline is not None]
             heapq.heapify(heap)
-        text = _encode_frame(frame)
+        text = "".join(_iterencode(frame, 0)) if _iterencode is not None else _dumps(frame)  # _encode_frame, inline
         send_nowait = session.send_nowait
         if send_nowait is not None and not session.outbox and send_nowait(text):
             # the common case: handed to the transport at once; its start and its frame in one store call
@@ -570,6 +614,13 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         except Exception:  # the hook's bug must not lose the outcome
             logger.exception("%s: outcome hook failed", self._id)
 
+    def _done(self, on_done: OutcomeCallback, outcome: RequestOutcome) -> None:
+        """Call a request's ``on_done`` with its outcome; its failure is logged."""
+        try:
+            on_done(outcome)
+        except Exception:  # the caller's bug must not lose the outcome for the others
+            logger.exception("%s: on_done callback failed", self._id)
+
     def _resolve(self, entry: PendingRequest, outcome: RequestOutcome, size: int | None = None) -> None:
         """Report a finished request (store, analytics, hook) and resolve its future. ``size``: the answer's
         frame, counted as a received message in the same store call."""
@@ -583,6 +634,17 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 store.request_finished(self._id, ok=ok, latency_ms=latency, now=outcome.finished_at)
             else:
                 store.answer_received(self._id, size, ok=ok, latency_ms=latency, now=outcome.finished_at)
+        if size is not None:
+            # the answer's frame (a received message) and the request's latency
+            record_answer = self._record_answer
+            if record_answer is not None and latency is not None:
+                try:
+                    record_answer(self._id, self._config.connection_type, size, latency, outcome.finished_at)
+                except Exception:  # analytics must never break the connection
+                    logger.exception("%s: analytics.record_answer failed", self._id)
+                latency = None  # told
+            else:
+                self._count_received(size, outcome.finished_at)
         record_latency = self._record_latency
         if latency is not None and record_latency is not None:
             try:
@@ -591,8 +653,20 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 logger.exception("%s: analytics.record_latency failed", self._id)
         if not ok:
             self._analytics_call("record_error", outcome.kind.value, outcome.finished_at)
-        if entry.tag is not None:
-            self._hook(outcome, entry.tag)
+        tag = entry.tag
+        if tag is not None:
+            hook = self.outcome_hook  # _hook, inline: once per request
+            if hook is not None:
+                try:
+                    hook(outcome, tag)
+                except Exception:  # the hook's bug must not lose the outcome
+                    logger.exception("%s: outcome hook failed", self._id)
+        on_done = entry.on_done
+        if on_done is not None:
+            try:
+                on_done(outcome)
+            except Exception:  # the caller's bug must not lose the outcome for the others
+                logger.exception("%s: on_done callback failed", self._id)
         fut = entry.token
         if not fut.done():
             fut.set_result(outcome)
