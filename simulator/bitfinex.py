@@ -306,13 +306,18 @@ class ExchangeSession:
     def order_done(
         self, order: Order, now: float, *, ok: bool, code: int | None = None, text: str = ""
     ) -> list[Action]:
-        """The ``n`` / ``on-req`` notification for a finished order: SUCCESS if ``ok``, else ERROR ``code``."""
+        """The ``n`` / ``on-req`` notification for a finished order: SUCCESS if ``ok`` (followed, as Bitfinex
+        does, by the ``on`` order-new message ``[0,"on",[ORDER]]`` with the same order), else ERROR ``code``."""
         if self.closed:
             return []
         request = order.request
         fields = request[3] if len(request) > 3 and isinstance(request[3], dict) else {"cid": order.cid}
         if ok:
-            return [self._notification(fields, now, ok=True, code=None, text=text, shape=order.shape)]
+            note, order_array = self._note_texts(fields, now, ok=True, code=None, text=text, shape=order.shape)
+            return [
+                Send(self._wrap("[0,", note, now, auth=True)),
+                Send(self._wrap("[0,", f'"on",{order_array}', now, auth=True)),
+            ]
         code = ERR_UNKNOWN_EVENT if code is None else code
         return [self._notification(fields, now, ok=False, code=code, text=text)]
 
@@ -535,6 +540,11 @@ class ExchangeSession:
         if self.maintenance:
             return [self._notification(fields, now, ok=False, code=INFO_MAINTENANCE_START, text="")]
         cid = fields.get("cid")
+        if cid is None and len(msg) >= 4 and isinstance(msg[3], dict):
+            # Bitfinex takes an order without a client id (bitfinex-api-py's README example sends none) and
+            # gives it one: here, as most clients do, the order's arrival time in milliseconds.
+            cid = round((self._epoch_s + now) * 1000.0)
+            fields = msg[3] = {**fields, "cid": cid}
         if type(cid) is not int or not 0 <= cid < _MAX_CID:
             problem: tuple[int, str] | None = (ERR_PARAMS, _BAD_CID)
             entry = None
@@ -585,6 +595,14 @@ class ExchangeSession:
     def _notification(
         self, o: dict[str, Any], now: float, *, ok: bool, code: int | None, text: str, shape: Any = None
     ) -> Send:
+        """The ``[0,"n",[..., "on-req", ...]]`` frame for order fields ``o``."""
+        note, _ = self._note_texts(o, now, ok=ok, code=code, text=text, shape=shape)
+        return Send(self._wrap("[0,", note, now, auth=ok))
+
+    def _note_texts(
+        self, o: dict[str, Any], now: float, *, ok: bool, code: int | None, text: str, shape: Any = None
+    ) -> tuple[str, str]:
+        """The payload of the notification (after ``[0,``) and the JSON text of its order array."""
         # Written out by hand (f-strings, not json over a 32-element list): this runs once per order, and the
         # parts that do not depend on cid, time and order id are made once per order shape (see _OrderShape).
         # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_node.py checks it).
@@ -605,13 +623,13 @@ class ExchangeSession:
                 text = text or self.order_error_text(code or ERR_UNKNOWN_EVENT)
             parts = _note_parts(o, ok=ok, code=code, text=text)
         mts = round((self._epoch_s + now) * 1000.0)  # = market.mts(now), inlined: hot path
-        gid_text, symbol_text, rest = parts
+        gid_text, symbol_text, rest, tail = parts
         if ok:
             stamp = int.__repr__(mts)
-            order = f"{self.market.next_order_id()},{gid_text},{cid_text},{symbol_text},{stamp},{stamp},{rest}"
+            order = f"[{self.market.next_order_id()},{gid_text},{cid_text},{symbol_text},{stamp},{stamp},{rest}"
         else:
-            order = f"null,{gid_text},{cid_text},{symbol_text},null,null,{rest}"
-        return Send(self._wrap("[0,", f'"n",[{mts},"on-req",null,null,[{order}', now, auth=ok))
+            order = f"[null,{gid_text},{cid_text},{symbol_text},null,null,{rest}"
+        return f'"n",[{mts},"on-req",null,null,{order}{tail}', order
 
 
 _BAD_CID = "Invalid order: cid must be an integer in [0, 2^53)"

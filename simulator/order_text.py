@@ -76,7 +76,7 @@ class OrderShape:
 
     def __init__(self, problem: tuple[int, str] | None) -> None:
         self.problem = problem
-        self.success: tuple[str, str, str] | None = None
+        self.success: tuple[str, str, str, str] | None = None
 
 
 def order_shape(o: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -90,9 +90,10 @@ def order_shape(o: dict[str, Any]) -> tuple[str, str, str, str] | None:
     return None
 
 
-def note_parts(o: dict[str, Any], *, ok: bool, code: int | None, text: str) -> tuple[str, str, str]:
+def note_parts(o: dict[str, Any], *, ok: bool, code: int | None, text: str) -> tuple[str, str, str, str]:
     """JSON texts of an ``on-req`` notification's order array that do not depend on cid, time or order id:
-    (gid, symbol, everything after the two time stamps up to the end of the notification).
+    (gid, symbol, the rest of the order array after its two time stamps, closing bracket included, and what
+    follows the order array up to the end of the notification).
 
     ``text`` empty and ``ok``: the "Submitting ..." text Bitfinex sends; an error's text must be given.
     """
@@ -121,6 +122,6 @@ def note_parts(o: dict[str, Any], *, ok: bool, code: int | None, text: str) -> t
     rest = (
         f"{amount_text},{amount_text},{scalar(order_type)},null,null,null,{flags},{state},null,null,"
         f"{scalar(price or 0)},0,0,0,null,null,null,0,{hidden},null,null,null,"
-        f'"API>BFX",null,null,null],{scalar(code)},{status},{scalar(text)}]'
+        '"API>BFX",null,null,null]'
     )
-    return scalar(gid), scalar(symbol), rest
+    return scalar(gid), scalar(symbol), rest, f",{scalar(code)},{status},{scalar(text)}]"

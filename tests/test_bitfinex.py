@@ -494,9 +494,10 @@ def test_order_flow_success() -> None:
     assert len(actions) == 1 and isinstance(actions[0], Order)
     order = actions[0]
     assert order.cid == 7 and order.received_at == 4.0 and order.request[3]["cid"] == 7
-    (msg,) = frames(s.order_done(order, 4.25, ok=True))
+    (msg, new) = frames(s.order_done(order, 4.25, ok=True))
     note = notification(msg)
     info = note[4]
+    assert new == [0, "on", info]  # the order-new message follows the notification, with the same order
     assert len(info) == 32
     assert isinstance(info[0], int) and info[2] == 7 and info[3] == "tBTCUSD"
     assert info[4] == s.market.mts(4.25) and info[6] == -0.25 and info[8] == "EXCHANGE LIMIT"
@@ -526,8 +527,8 @@ def test_market_orders_need_no_price() -> None:
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({"cid": None}, ERR_PARAMS),
         ({"cid": "42"}, ERR_PARAMS),
+        ({"cid": 1.5}, ERR_PARAMS),
         ({"cid": -1}, ERR_PARAMS),
         ({"cid": 2**60}, ERR_PARAMS),
         ({"type": None}, ERR_PARAMS),
@@ -546,6 +547,15 @@ def test_invalid_orders_are_refused_at_once(fields: dict[str, Any], code: int) -
     assert note[5] == code and note[6] == "ERROR"
 
 
+def test_an_order_without_a_cid_gets_one_from_the_exchange() -> None:
+    # bitfinex-api-py's README example sends no cid; Bitfinex accepts the order.
+    s = authed()
+    (order,) = s.on_message(json.dumps(order_message(cid=None)), 2.5)
+    assert isinstance(order, Order) and order.cid == s.market.mts(2.5) == order.request[3]["cid"]
+    (msg, new) = frames(s.order_done(order, 3.0, ok=True))
+    assert notification(msg)[4][2] == order.cid == new[2][2] and notification(msg)[6] == "SUCCESS"
+
+
 def test_order_without_fields_object_is_refused() -> None:
     s = authed()
     (msg,) = send(s, [0, "on", None])
@@ -559,10 +569,10 @@ def test_seq_all_on_channel_zero_carries_public_and_auth_numbers() -> None:
     assert [m[-2:] for m in reply[1:]] == [[1, 1], [2, 2], [3, 3]]
     (order,) = s.on_message(json.dumps(order_message()), 0.0)
     assert isinstance(order, Order)
-    (ok,) = frames(s.order_done(order, 0.0, ok=True))
-    assert ok[-2:] == [4, 4]
+    (ok, new) = frames(s.order_done(order, 0.0, ok=True))
+    assert ok[-2:] == [4, 4] and new[-2:] == [5, 5]
     (err,) = frames(s.order_done(order, 0.0, ok=False, code=ERR_RATE_LIMIT))
-    assert err[-1] == 5 and isinstance(err[-2], list)  # error notifications carry the public number only
+    assert err[-1] == 6 and isinstance(err[-2], list)  # error notifications carry the public number only
 
 
 # ----------------------------------------------------------------------------- info codes

@@ -543,8 +543,10 @@ def test_order_notifications_are_the_json_of_the_reference_list(calls: list[Any]
         [action] = session._order([0, "on", None, fields], now)
         if isinstance(action, Order):
             oid = session.market._order_id + 1
-            [sent] = session.order_done(action, now, ok=True)
-            assert sent.text == _reference_note(session, fields, now, ok=True, code=None, text="", oid=oid)
+            [sent, new] = session.order_done(action, now, ok=True)
+            accepted = action.request[3]  # the fields, with the cid the exchange gave an order that had none
+            assert sent.text == _reference_note(session, accepted, now, ok=True, code=None, text="", oid=oid)
+            assert new.text == '"on",' + json.dumps(json.loads(sent.text[4:])[4], separators=(",", ":"))
 
 
 _json_values = st.recursive(

@@ -123,7 +123,7 @@ def test_official_client_subscribes_trades_and_stays_connected(bfx_python: Path,
     assert report["library"]["bitfinex-api-py"] == "4.0.0" and report["library"]["websockets"].startswith("12.")
     assert report["errors"] == [] and report["failures"] == []
     events = report["events"]
-    for once in ("open", "authenticated", "t_trades_snapshot", "t_book_snapshot", "on-req-notification"):
+    for once in ("open", "authenticated", "t_trades_snapshot", "t_book_snapshot"):
         assert events[once] == 1, once
     for snapshot in ("order_snapshot", "position_snapshot", "wallet_snapshot"):
         assert events[snapshot] == 1, snapshot  # the account snapshots after auth ("os", "ps", "ws")
@@ -143,6 +143,15 @@ def test_official_client_subscribes_trades_and_stays_connected(bfx_python: Path,
     assert (order["type"], order["status"], order["code"], order["cid"]) == ("on-req", "SUCCESS", None, CID)
     assert (order["symbol"], order["order_type"], order["order_status"]) == ("tBTCUSD", "EXCHANGE LIMIT", "ACTIVE")
     assert (order["amount"], order["price"]) == (0.01, 25000.5) and isinstance(order["id"], int)
+    # the README form, without a cid: accepted, and the exchange gave it one
+    assert events["on-req-notification"] == 2
+    (other,) = report["other_orders"]
+    assert other["status"] == "SUCCESS" and isinstance(other["cid"], int) and other["cid"] > 0
+    # each accepted order is followed by its order-new message ("on"), which bfxapi turns into order_new
+    assert events["order_new"] == 2
+    new = {o["id"]: o for o in report["orders_new"]}
+    assert set(new) == {order["id"], other["id"]} and new[order["id"]]["cid"] == CID
+    assert new[other["id"]]["cid"] == other["cid"] and new[order["id"]]["status"] == "ACTIVE"
     # heartbeats (500 ms in the scenario) flowed on channel 0 and the connection was still open after the hold
     assert report["heartbeats"]["0"] >= 2 and report["hold"]["heartbeats_0"] >= 1 and report["hold"]["events"] > 0
     assert report["open_at_end"] is True and report["connections_opened"] == 2  # account + public bucket

@@ -55,7 +55,8 @@ REQUIRED = {
     "t_book_update": 3,
     "checksum": 3,
     "order_snapshot": 1,
-    "on-req-notification": 1,
+    "on-req-notification": 2,
+    "order_new": 2,
 }
 
 
@@ -152,6 +153,10 @@ class Driver:
         self.checksum_mismatches: list[dict[str, Any]] = []
         self.checksums_unverifiable = 0
         self.order: dict[str, Any] = {}
+        #: notifications of orders other than the one with --cid (the order sent without a cid)
+        self.other_orders: list[dict[str, Any]] = []
+        #: the order-new ("on") messages, as bfxapi's order_new event gives them
+        self.orders_new: list[dict[str, Any]] = []
         self.auth: dict[str, Any] = {}
         self.disconnected: list[Any] = []
         self.ready = asyncio.Event()
@@ -180,6 +185,7 @@ class Driver:
         self._guard("subscribed", lambda sub: self.subscriptions.append(dict(sub)))
         self._guard("authenticated", self._on_auth)
         self._guard("on-req-notification", self._on_order)
+        self._guard("order_new", self._on_order_new)
         self._guard("disconnected", lambda *a: self.disconnected.append(list(a)))
         self._guard("t_book_snapshot", self._on_book_snapshot)
         self._guard("t_book_update", lambda sub, level: self._apply(level))
@@ -212,9 +218,17 @@ class Driver:
             type="EXCHANGE LIMIT", symbol=self.args.symbol, amount=0.01, price=25000.5, cid=self.args.cid
         )
         self._spawn(order)
+        # the form of bfxapi's README: no cid (the exchange gives the order one)
+        self._spawn(inputs.submit_order(type="EXCHANGE LIMIT", symbol=self.args.symbol, amount=0.02, price=25001.0))
+
+    def _on_order_new(self, order: Any) -> None:
+        self.orders_new.append({"id": order.id, "cid": order.cid, "amount": order.amount, "status": order.order_status})
 
     def _on_order(self, note: Any) -> None:
         data = note.data
+        if getattr(data, "cid", None) != self.args.cid:
+            self.other_orders.append({"status": note.status, "id": getattr(data, "id", None), "cid": data.cid})
+            return
         self.order = {
             "type": note.type,
             "status": note.status,
@@ -324,6 +338,11 @@ class Driver:
             failures.append(f"checksums: {self.checksums_verified} verified, {self.checksum_mismatches} mismatched")
         if self.order.get("status") != "SUCCESS" or self.order.get("cid") != self.args.cid:
             failures.append(f"order notification: {self.order}")
+        if [o["status"] for o in self.other_orders] != ["SUCCESS"] or not self.other_orders[0]["cid"]:
+            failures.append(f"order without a cid: {self.other_orders}")
+        noted = {self.order.get("id"), *(o["id"] for o in self.other_orders)}
+        if {o["id"] for o in self.orders_new} != noted or len(self.orders_new) != len(noted):
+            failures.append(f"order_new events {self.orders_new} do not match the notifications")
         if hold is None or hold["heartbeats_0"] < 1 or hold["events"] < 1:
             failures.append(f"during the {self.args.hold} s hold: {hold}")
         if not open_at_end:
@@ -339,6 +358,8 @@ class Driver:
             "subscriptions": self.subscriptions,
             "auth": self.auth,
             "order": self.order,
+            "other_orders": self.other_orders,
+            "orders_new": self.orders_new,
             "checksum": {
                 "library_verifies": False,
                 "verified_by_driver": self.checksums_verified,
