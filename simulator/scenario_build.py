@@ -427,6 +427,8 @@ class _Builder:
         if "threshold" in d:
             value = d["threshold"]
             out["threshold"] = self.dur(d, "threshold", path) * 1000.0 if isinstance(value, str) else float(value)
+        if "metric" in d:
+            out["metric"] = str(d["metric"])
         if "for" in d:
             out["for_s"] = self.dur(d, "for", path)
         if "keep_firing_for" in d:

@@ -20,6 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from wsfinal.alert_rules import MetricSources
 from wsfinal.alerts import DEFAULT_RULES, AlertType
 from wsfinal.config import ConnectionType, LoadBalancingStrategy
 
@@ -400,6 +401,10 @@ _RULE = _closed(
             "x-unit": "duration",
             "description": "the rule's threshold in its own unit; a duration is converted to milliseconds",
         },
+        "metric": _enum(
+            sorted(MetricSources.METRICS),
+            "the series the rule watches (e.g. high_latency on peak_latency_ms instead of the smoothed latency_ms)",
+        ),
         "for": _dur("how long the condition must hold before the alert fires"),
         "keep_firing_for": _dur("how long the alert keeps firing after the condition clears"),
         "enabled": {"type": "boolean", "description": "false removes the rule"},

@@ -232,20 +232,21 @@ def test_alert_rules() -> None:
     d = base()
     d["manager"] = {
         "alert_rules": {
-            "high_latency": {"threshold": "20ms", "for": "2s", "keep_firing_for": "1m"},
+            "high_latency": {"threshold": "20ms", "for": "2s", "keep_firing_for": "1m", "metric": "peak_latency_ms"},
             "high_error_rate": {"threshold": 0.1, "params": {"window_s": "10s", "min_requests": 5, "x": "low"}},
             "system_health": {"enabled": False},
         }
     }
     m = parse_scenario(d).manager
     assert m.alert_rules == {
-        "high_latency": {"threshold": 20.0, "for_s": 2.0, "keep_firing_for_s": 60.0},
+        "high_latency": {"metric": "peak_latency_ms", "threshold": 20.0, "for_s": 2.0, "keep_firing_for_s": 60.0},
         "high_error_rate": {"threshold": 0.1, "params": {"window_s": 10.0, "min_requests": 5, "x": "low"}},
         "system_health": {"enabled": False},
     }
     assert m.thresholds == {"high_latency": 20.0, "high_error_rate": 0.1}
     rules = {r.name: r for r in resolve_rules(m.alert_rules)}  # the form wsfinal.alerts takes
     assert (rules["high_latency"].threshold, rules["high_latency"].for_s) == (20.0, 2.0)
+    assert (rules["high_latency"].metric, rules["high_error_rate"].metric) == ("peak_latency_ms", "error_rate")
     assert "system_health" not in rules and rules["high_error_rate"].params["window_s"] == 10.0
 
 
@@ -335,6 +336,8 @@ STRUCTURAL = [
      "did you mean 'high_latency'?"),
     ("rule key typo", _set("manager.alert_rules", {"high_latency": {"fro": "1s"}}),
      "manager.alert_rules.high_latency.fro", "did you mean 'for'?"),
+    ("rule metric", _set("manager.alert_rules", {"high_latency": {"metric": "peak_latncy_ms"}}),
+     "manager.alert_rules.high_latency.metric", "did you mean 'peak_latency_ms'?"),
     ("rule threshold", _set("manager.alert_rules", {"high_latency": {"threshold": "fast"}}),
      "manager.alert_rules.high_latency.threshold", "cannot read 'fast' as a duration"),
     ("fault kind typo", _set("faults", [{"kind": "latncy", "at": "1s"}]), "faults[0].kind", "did you mean 'latency'?"),
