@@ -326,19 +326,7 @@ class WebSocketAnalytics:
         """One completed request or ping round trip of ``latency_ms`` (>= 0; ValueError otherwise)."""
         t = now if now is not None else self._now()
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
-        st.hist.record(latency_ms)
-        e = st.lat_ewma
-        if e != e:  # first sample
-            st.lat_ewma = latency_ms
-            st.lat_stamp = t
-        else:
-            dt = t - st.lat_stamp
-            if dt > 0.0:
-                w = _exp(-dt * _INV_LATENCY_TAU)
-                st.lat_ewma = e * w + latency_ms * (1.0 - w)
-                st.lat_stamp = t
-        st.ops_w.add(t)
-        st.last_event = t
+        _fold_latency(st, latency_ms, t)
 
     def record_answer(
         self,
@@ -355,19 +343,7 @@ class WebSocketAnalytics:
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
         st.messages += 1
         st.bytes += nbytes
-        st.hist.record(latency_ms)
-        e = st.lat_ewma
-        if e != e:  # first sample
-            st.lat_ewma = latency_ms
-            st.lat_stamp = t
-        else:
-            dt = t - st.lat_stamp
-            if dt > 0.0:
-                w = _exp(-dt * _INV_LATENCY_TAU)
-                st.lat_ewma = e * w + latency_ms * (1.0 - w)
-                st.lat_stamp = t
-        st.ops_w.add(t)
-        st.last_event = t
+        _fold_latency(st, latency_ms, t)
 
     def record_message(
         self,
@@ -845,3 +821,21 @@ class WebSocketAnalytics:
 
     def connections(self) -> Iterable[str]:
         return list(self._conns)
+
+
+def _fold_latency(st: _ConnStats, latency_ms: float, t: float) -> None:
+    """One latency sample into a connection's histogram, time-weighted EWMA and operation window (the shared
+    part of ``record_latency`` and ``record_answer``)."""
+    st.hist.record(latency_ms)
+    e = st.lat_ewma
+    if e != e:  # first sample
+        st.lat_ewma = latency_ms
+        st.lat_stamp = t
+    else:
+        dt = t - st.lat_stamp
+        if dt > 0.0:
+            w = _exp(-dt * _INV_LATENCY_TAU)
+            st.lat_ewma = e * w + latency_ms * (1.0 - w)
+            st.lat_stamp = t
+    st.ops_w.add(t)
+    st.last_event = t

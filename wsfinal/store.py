@@ -308,17 +308,7 @@ class InMemoryConnectionStore:
             if record is None:  # removed while the request was in flight: nothing left to update
                 return
             t = self._now(now)
-            if record.outstanding > 0:
-                record.outstanding -= 1
-            if ok:
-                record.requests_ok += 1
-                record.consecutive_failures = 0
-            else:
-                record.requests_failed += 1
-                record.consecutive_failures += 1
-            if latency_ms is not None:
-                record.record_latency(latency_ms, t)
-            record.last_activity = t
+            _finish(record, ok, latency_ms, t)
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)
@@ -351,17 +341,7 @@ class InMemoryConnectionStore:
             record.messages_received += 1
             record.bytes_received += nbytes
             record.stale = False
-            if record.outstanding > 0:
-                record.outstanding -= 1
-            if ok:
-                record.requests_ok += 1
-                record.consecutive_failures = 0
-            else:
-                record.requests_failed += 1
-                record.consecutive_failures += 1
-            if latency_ms is not None:
-                record.record_latency(latency_ms, t)
-            record.last_activity = t
+            _finish(record, ok, latency_ms, t)
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)
@@ -534,3 +514,19 @@ class InMemoryConnectionStore:
                 "nodes": len(self._nodes),
                 "operations": dict(self.operations),
             }
+
+
+def _finish(record: ConnectionRecord, ok: bool, latency_ms: float | None, t: float) -> None:
+    """A request of ``record`` ended at ``t`` (the shared part of ``request_finished`` and ``answer_received``;
+    the caller holds the store's lock)."""
+    if record.outstanding > 0:
+        record.outstanding -= 1
+    if ok:
+        record.requests_ok += 1
+        record.consecutive_failures = 0
+    else:
+        record.requests_failed += 1
+        record.consecutive_failures += 1
+    if latency_ms is not None:
+        record.record_latency(latency_ms, t)
+    record.last_activity = t
