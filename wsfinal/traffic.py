@@ -416,6 +416,10 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 self._store.message_sent(self._id, size, now=now)
             except UnknownConnectionError:
                 pass
+        self._analytics_out(size, now)
+
+    def _analytics_out(self, size: int, now: float) -> None:
+        """Tell analytics (when bound) of one frame of ``size`` sent."""
         record_message = self._record_message
         if record_message is not None:
             try:
@@ -548,12 +552,7 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 store.request_sent(self._id, size, now=now)
             except UnknownConnectionError:
                 pass
-            record_message = self._record_message
-            if record_message is not None:
-                try:
-                    record_message(self._id, self._config.connection_type, "out", size, now)
-                except Exception:  # analytics must never break the connection
-                    logger.exception("%s: analytics.record_message failed", self._id)
+            self._analytics_out(size, now)
             return fut
         if self._store is not None:
             try:
