@@ -16,12 +16,16 @@ import io
 import pstats
 import random
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from simulator.queueing import queueing_scenario
 from simulator.runner import run
 from simulator.scenario import load_scenario
+from simulator.virtual import VirtualTimeLoop
 
 #: The bundled scenarios (what ``--scenarios`` runs by default).
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -57,6 +61,92 @@ def simpy_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int =
     return done[0] / (time.perf_counter() - start), done[0]
 
 
+#: The order the client sends, as ``wsfinal.traffic`` writes it for a queueing run (plus its ``cid``).
+_ORDER_FIELDS = {"type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.01", "price": "1000"}
+
+
+def answer_texts(order_id: int, cid: int, mts: int, seq: int) -> tuple[str, str]:
+    """The exchange's two answers to an accepted order, written from a template (as ``simulator.bitfinex`` does):
+    the ``n`` notification (sequence ``seq``) and the ``[0,"on",ORDER]`` order-new frame (``seq + 1``)."""
+    order = (
+        f'[{order_id},null,{cid},"tBTCUSD",{mts},{mts},0.01,0.01,"EXCHANGE LIMIT",null,null,null,0,"ACTIVE",null,'
+        'null,1000.0,0,0,0,null,null,null,0,0,null,null,null,"API>BFX",null,null,null]'
+    )
+    note = (
+        f'[0,"n",[{mts},"on-req",null,null,{order},null,"SUCCESS",'
+        f'"Submitting exchange limit buy order for 0.01 BTC."],{seq},{seq}]'
+    )
+    return note, f'[0,"on",{order},{seq + 1},{seq + 1}]'
+
+
+def wire_floor_rate(
+    nodes: int, rho: float, mu: float, duration_s: float, seed: int = 1, *, wire: bool = True
+) -> tuple[float, int, float]:
+    """Requests per wall second of the least any implementation speaking the wire protocol must do, in this process.
+
+    The same M/M/1 bank as :func:`simpy_rate`, on the virtual-time loop, each request a chain of plain callbacks (no
+    task, no future) doing only the wire work: the client encodes the order (orjson), the exchange decodes it,
+    queues it at its node's single server and, after an exponential service time, writes the ``n`` notification and
+    the ``on`` order-new frame from a template (:func:`answer_texts`); the client decodes both. No balancer, store,
+    analytics, sequence checks, validation or results table. The ratio of this rate to SimPy's bounds what
+    ``manager / SimPy`` can reach for a manager that speaks the real protocol in Python; ``manager / floor`` is what
+    the manager's own work costs. With ``wire=False`` the callbacks pass the cid instead of text: the bare callback
+    chain DESIGN.md measured against SimPy, so the JSON work's share shows.
+    Returns (requests per wall second, requests completed, mean latency in ms).
+    """
+    loop = VirtualTimeLoop()
+    rng = random.Random(seed)
+    lam = rho * mu * nodes
+    # The fastest JSON at hand (orjson, as the client and the exchange use): a floor, not a strawman.
+    dumps, loads, expovariate, uniform = orjson.dumps, orjson.loads, rng.expovariate, rng.random
+    queues: list[deque[tuple[int, float]]] = [deque() for _ in range(nodes)]
+    busy = [False] * nodes
+    state = {"cid": 0, "seq": 0, "done": 0, "latency": 0.0}
+
+    def arrive() -> None:
+        now = loop.time()
+        state["cid"] += 1
+        cid = state["cid"]
+        payload = dumps([0, "on", None, {**_ORDER_FIELDS, "cid": cid}]) if wire else cid
+        loop.call_soon(exchange_receive, int(uniform() * nodes), payload, now)
+        loop.call_at(now + expovariate(lam), arrive)
+
+    def exchange_receive(node: int, payload: Any, sent_at: float) -> None:
+        queues[node].append((loads(payload)[3]["cid"] if wire else payload, sent_at))
+        if not busy[node]:
+            busy[node] = True
+            loop.call_at(loop.time() + expovariate(mu), serve, node)
+
+    def serve(node: int) -> None:
+        cid, sent_at = queues[node].popleft()
+        state["seq"] += 2
+        if wire:
+            note, new = answer_texts(120_000_000_000 + cid, cid, int(loop.time() * 1000), state["seq"] - 1)
+        else:
+            note = new = ""
+        loop.call_soon(client_receive, note, new, sent_at)
+        if queues[node]:
+            loop.call_at(loop.time() + expovariate(mu), serve, node)
+        else:
+            busy[node] = False
+
+    def client_receive(note: str, new: str, sent_at: float) -> None:
+        if not wire or (loads(note)[2][6] == "SUCCESS" and loads(new)[1] == "on"):
+            state["done"] += 1
+            state["latency"] += loop.time() - sent_at
+
+    loop.call_at(expovariate(lam), arrive)
+    loop.call_at(duration_s, loop.stop)
+    start = time.perf_counter()
+    try:
+        loop.run_forever()
+    finally:
+        wall = time.perf_counter() - start
+        loop.close()
+    done = int(state["done"])
+    return done / wall, done, 1000.0 * float(state["latency"]) / max(done, 1)
+
+
 def manager_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int = 1) -> tuple[float, int, float]:
     """Requests per wall second through the full manager in virtual time; also the run's wall time."""
     scenario = queueing_scenario(nodes, rho, duration_s, mu=mu, warmup_s=0.0)
@@ -69,10 +159,18 @@ def manager_rate(nodes: int, rho: float, mu: float, duration_s: float, seed: int
 
 def measure(nodes: int = 100, rho: float = 0.5, mu: float = 100.0, duration_s: float = 10.0) -> dict[str, float]:
     simpy_rps, simpy_n = simpy_rate(nodes, rho, mu, duration_s)
+    chain_rps, _, _ = wire_floor_rate(nodes, rho, mu, duration_s, wire=False)
+    floor_rps, floor_n, _ = wire_floor_rate(nodes, rho, mu, duration_s)
     manager_rps, manager_n, wall = manager_rate(nodes, rho, mu, duration_s)
     return {
         "simpy_rps": simpy_rps,
         "simpy_requests": simpy_n,
+        "chain_rps": chain_rps,
+        "chain_ratio": chain_rps / simpy_rps,
+        "floor_rps": floor_rps,
+        "floor_requests": floor_n,
+        "floor_ratio": floor_rps / simpy_rps,
+        "manager_vs_floor": manager_rps / floor_rps,
         "manager_rps": manager_rps,
         "manager_requests": manager_n,
         "manager_wall_s": wall,
@@ -142,10 +240,16 @@ def main(args: argparse.Namespace) -> int:
         f"{args.nodes} M/M/1 nodes at utilisation {args.rho:g}, {args.duration:g} s simulated:\n"
         f"  SimPy model        {r['simpy_rps']:>10,.0f} requests per wall second "
         f"({r['simpy_requests']:,} requests)\n"
+        f"  callback chain     {r['chain_rps']:>10,.0f} requests per wall second (plain callbacks, no JSON)\n"
+        f"  wire floor         {r['floor_rps']:>10,.0f} requests per wall second "
+        f"({r['floor_requests']:,} requests; JSON both ways, plain callbacks, nothing else)\n"
         f"  full manager       {r['manager_rps']:>10,.0f} requests per wall second "
         f"({r['manager_requests']:,} requests, "
         f"{r['simulated_per_wall_s']:.2f} simulated s per wall s)\n"
-        f"  ratio manager/SimPy {r['ratio']:.2f} (goal 1.0)"
+        f"  ratio manager/SimPy {r['ratio']:.2f} (goal 1.0)\n"
+        f"  ratio chain/SimPy   {r['chain_ratio']:.2f} (the virtual loop itself)\n"
+        f"  ratio floor/SimPy   {r['floor_ratio']:.2f} (the most any manager speaking the protocol could reach)\n"
+        f"  ratio manager/floor {r['manager_vs_floor']:.2f} (what the manager's own work costs)"
     )
     if args.profile:
         print(profile(args.nodes, args.rho, args.mu, min(args.duration, 5.0)))

@@ -62,3 +62,43 @@ def test_the_command_takes_scenario_files_and_skips_simpy_on_request(tmp_path: P
     assert "tiny" in out and "SimPy" not in out
     assert parser.parse_args(["virtual", "--scenarios"]).scenarios == []  # bare flag: the bundled scenarios
     assert sorted(SCENARIO_DIR.glob("*.yaml"))
+
+
+def test_wire_floor_and_callback_chain_simulate_the_same_mm1_bank() -> None:
+    """Both yardsticks are the M/M/1 bank: mean latency matches 1 / (mu - lambda_node), and the JSON work changes
+    nothing but speed (same random draws, same requests, same latencies)."""
+    from benchmarks.virtual_bench import wire_floor_rate
+    from simulator.queueing import mm1_sojourn_ms
+
+    _, n_wire, mean_wire = wire_floor_rate(10, 0.5, 100.0, 60.0, seed=4)
+    _, n_chain, mean_chain = wire_floor_rate(10, 0.5, 100.0, 60.0, seed=4, wire=False)
+    assert n_wire == n_chain and mean_wire == mean_chain
+    assert 0.9 * 30_000 < n_wire < 1.1 * 30_000  # lambda = 500/s for 60 s
+    assert mean_wire == pytest.approx(mm1_sojourn_ms(50.0, 100.0), rel=0.1)
+    _, _, other_seed = wire_floor_rate(10, 0.5, 100.0, 60.0, seed=5)
+    assert other_seed != mean_wire
+
+
+def test_the_floor_answers_are_the_exchange_frames() -> None:
+    """The floor's answer texts are the frames the fake exchange sends for an accepted order."""
+    import json
+
+    from benchmarks.virtual_bench import answer_texts
+
+    note, new = answer_texts(120_000_000_007, 7, 1_700_000_000_190, 25)
+    n = json.loads(note)
+    assert n[:2] == [0, "n"] and n[3:] == [25, 25]
+    assert n[1] == "n" and n[2][1] == "on-req" and n[2][6] == "SUCCESS"
+    order = n[2][4]
+    assert len(order) == 32 and order[0] == 120_000_000_007 and order[2] == 7 and order[13] == "ACTIVE"
+    assert json.loads(new) == [0, "on", order, 26, 26]
+
+
+def test_the_command_prints_every_yardstick(capsys) -> None:
+    parser = argparse.ArgumentParser()
+    register_virtual(parser.add_subparsers())
+    assert main(parser.parse_args(["virtual", "--nodes", "4", "--duration", "1"])) == 0
+    out = capsys.readouterr().out
+    for label in ("SimPy model", "callback chain", "wire floor", "full manager", "ratio manager/SimPy",
+                  "ratio chain/SimPy", "ratio floor/SimPy", "ratio manager/floor"):  # fmt: skip
+        assert label in out, label
