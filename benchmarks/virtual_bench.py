@@ -179,13 +179,59 @@ def measure(nodes: int = 100, rho: float = 0.5, mu: float = 100.0, duration_s: f
     }
 
 
+#: Everything else: mostly once per run (scenario validation, software versions, the summary).
+OTHER = "other (mostly once per run: set-up, summary)"
+
+#: Layers of the profile, by where a function lives (first match wins); the rest is :data:`OTHER`.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("client library (wsfinal/)", ("/wsfinal/",)),
+    ("exchange (simulator: protocol, nodes, service, market)", (
+        "/simulator/bitfinex.py", "/simulator/order_text.py", "/simulator/node.py", "/simulator/service.py",
+        "/simulator/market.py", "/simulator/book.py", "/simulator/exchange",
+    )),
+    ("transport and faults (simulator/memory.py, faults.py)", ("/simulator/memory.py", "/simulator/faults.py")),
+    ("virtual loop and asyncio", ("/simulator/virtual.py", "/asyncio/", "_contextvars")),
+    ("runner, workload, results", ("/simulator/runner.py", "/simulator/workload.py", "/simulator/results.py")),
+    ("builtins and C (json, len, dict.get ...)", ("~",)),
+)  # fmt: skip
+
+
+def layer_of(filename: str) -> str:
+    """The :data:`LAYERS` name of a profiled function's file (``~`` is cProfile's name for C functions)."""
+    for name, needles in LAYERS:
+        if any(needle in filename for needle in needles):
+            return name
+    return OTHER
+
+
+def layer_table(stats: pstats.Stats, requests: int) -> str:
+    """Own time and Python calls per request, per layer, from a cProfile run of ``requests`` requests."""
+    own: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for (filename, _line, _func), (_cc, ncalls, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        layer = layer_of(filename)
+        own[layer] = own.get(layer, 0.0) + tottime
+        calls[layer] = calls.get(layer, 0) + ncalls
+    total = sum(own.values()) or 1.0
+    n = max(requests, 1)
+    lines = [f"{'layer':<58}{'own time':>9}{'calls/request':>15}"]
+    for layer in sorted(own, key=own.__getitem__, reverse=True):
+        lines.append(f"{layer:<58}{100 * own[layer] / total:>8.1f}%{calls[layer] / n:>15.1f}")
+    lines.append(f"{'all':<58}{100.0:>8.1f}%{sum(calls.values()) / n:>15.1f}")
+    return "\n".join(lines)
+
+
 def profile(nodes: int, rho: float, mu: float, duration_s: float, top: int = 25) -> str:
+    """Where the manager's time goes: own time and calls per request by layer, then the ``top`` functions."""
     prof = cProfile.Profile()
     prof.enable()
-    manager_rate(nodes, rho, mu, duration_s)
+    _, requests, _ = manager_rate(nodes, rho, mu, duration_s)
     prof.disable()
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    stats = pstats.Stats(prof, stream=out)
+    out.write(f"Profile of {requests:,} requests (cProfile; its overhead inflates small functions):\n")
+    out.write(layer_table(stats, requests) + "\n\n")
+    stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
 
 

@@ -102,3 +102,21 @@ def test_the_command_prints_every_yardstick(capsys) -> None:
     for label in ("SimPy model", "callback chain", "wire floor", "full manager", "ratio manager/SimPy",
                   "ratio chain/SimPy", "ratio floor/SimPy", "ratio manager/floor"):  # fmt: skip
         assert label in out, label
+
+
+def test_the_profile_splits_time_by_layer() -> None:
+    from benchmarks.virtual_bench import OTHER, layer_of, profile
+
+    assert layer_of("/x/wsfinal/traffic.py").startswith("client library")
+    assert layer_of("/x/simulator/node.py").startswith("exchange")
+    assert layer_of("/x/simulator/memory.py").startswith("transport")
+    assert layer_of("/usr/lib/python3.11/asyncio/events.py").startswith("virtual loop")
+    assert layer_of("~").startswith("builtins")
+    assert layer_of("/x/simulator/scenario_schema.py") == OTHER
+    text = profile(4, 0.5, 100.0, 1.0, top=3)
+    head = text.splitlines()
+    assert head[0].startswith("Profile of ") and head[1].split()[0] == "layer"
+    rows = {line[:58].strip(): line[58:].split() for line in head[2:] if line.strip() and not line.startswith(" ")}
+    shares = [float(v[0].rstrip("%")) for k, v in rows.items() if k and k != "all" and v]
+    assert abs(sum(shares) - 100.0) < 1.0  # the layers cover all the time
+    assert float(rows["client library (wsfinal/)"][1]) > 1  # the manager ran: Python calls per request
