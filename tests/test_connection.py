@@ -400,6 +400,9 @@ def test_request_accounting_adds_up_after_a_connection_loss_mid_flight() -> None
             record = store.get("c1")
             assert record is not None and record.outstanding == 0
             assert (record.requests_ok, record.requests_failed) == (10, 16)
+            # the three submitted while reconnecting belong to no connection: the store counts them by type
+            totals = store.request_totals(ConnectionType.TRADING)
+            assert (totals["no_connection"], totals["submitted"]) == (3, summary["submitted"])
             assert len({o.cid for o in acked + lost + rejected + [quick]}) == 26  # every client id distinct
             await conn.disconnect()
 
@@ -409,14 +412,26 @@ def test_request_accounting_adds_up_after_a_connection_loss_mid_flight() -> None
 def test_maintenance_pauses_requests_and_resubscribes_when_it_ends() -> None:
     async def main() -> None:
         async with exchange() as (fx, url):
-            conn, events, _ = managed(cfg(url))
+            conn, events, store = managed(cfg(url))
+            analytics = Recorder()
+            conn.bind(store, analytics)
             assert await conn.connect()
             conn.subscribe("ticker", symbol="tBTCUSD")
             await until(lambda: conn.subscriptions.active == 1)
             await fx.conns[0].send(json.dumps({"event": "info", "code": 20060, "msg": "maintenance"}))
             await until(lambda: conn.paused)
+            record = store.get("c1")
+            assert record is not None
+            before = record.snapshot()
             outcome = await conn.request({"symbol": "tBTCUSD"})
             assert outcome.kind is OutcomeKind.NOT_SENT
+            # it counts against this connection in the store: a failed request that was not sent, nothing else
+            after = record.snapshot()
+            assert {k for k in after if after[k] != before[k]} == {"requests_failed", "requests_not_sent"}
+            assert (record.requests_failed, record.requests_not_sent, record.outstanding) == (1, 1, 0)
+            errors = [args[2:] for name, args in analytics.calls if name == "record_error"]
+            assert errors == [("not_sent", outcome.finished_at)]
+            assert store.request_totals()["submitted"] == conn.ledger.submitted == 1
             await fx.conns[0].send(json.dumps({"event": "info", "code": 20061, "msg": "done"}))
             await until(lambda: not conn.paused and conn.subscriptions.active == 1 and len(fx.subscribes(0)) == 3)
             assert [m["event"] for m in fx.subscribes(0)] == ["subscribe", "unsubscribe", "subscribe"]

@@ -2,10 +2,12 @@
 manager on the in-memory transport in virtual time."""
 
 import asyncio
+import dataclasses
 import random
 
 import pytest
 
+from simulator.faults import Fault
 from simulator.memory import MemoryNetwork, MemoryTransport
 from simulator.node import ExchangeNode
 from simulator.scenario import NodeSpec, ServiceSpec
@@ -174,42 +176,116 @@ def test_capacity_and_disabled_components():
     run_virtual(main())
 
 
-def test_virtual_time_manager_is_deterministic_and_survives_a_dead_connection():
+def exchange_nodes(network, ids, faults=(), seed=5):
+    """Exchange nodes ``ids`` (SPEC's service) on ``network``, started now, at 127.0.0.1:7001, :7002...;
+    returns ``{node_id: (node, url)}``. Fault times count from here."""
+    nodes = {}
+    for i, node_id in enumerate(ids):
+        spec = dataclasses.replace(SPEC, id=node_id, network_latency_s=0.05)  # 100 ms round trips: some in flight
+        node = ExchangeNode(spec, faults=[f for f in faults if f.node == node_id], seed=seed)
+        nodes[node_id] = (node, network.add(f"127.0.0.1:{7001 + i}", node))
+        node.start()
+    return nodes
+
+
+def connections_to(urls_by_id, transport, **kw):
+    """One trading connection per ``{connection_id: url}`` item, reconnecting quickly (backoff cap 0.5 s)."""
+    out = []
+    for i, (cid, url) in enumerate(urls_by_id.items()):
+        config = ConnectionConfig(
+            url=url,
+            connection_type=ConnectionType.TRADING,
+            message_timeout_seconds=2.0,
+            reconnect_delay_seconds=0.1,
+            max_reconnect_attempts=50,
+        )
+        conn = ManagedConnection(
+            config, connection_id=cid, transport=transport, rng=random.Random(i), api_key=KEY, api_secret=SECRET,
+            nonce=iter(range(10**6 * (i + 1), 10**6 * (i + 2))).__next__, backoff_cap_s=0.5, **kw,
+        )  # fmt: skip
+        out.append((conn, config))
+    return out
+
+
+#: Node n1 goes down (every link aborted, new connections refused with 503) from 1 s to 3 s; both nodes from
+#: 6 s to 7 s. Requests are submitted every 10 ms from 0 to 9 s.
+OUTAGES = [
+    Fault("node_down", at_s=1.0, duration_s=2.0, node="n1"),
+    Fault("node_down", at_s=6.0, duration_s=1.0, node="n1"),
+    Fault("node_down", at_s=6.0, duration_s=1.0, node="n2"),
+]
+S = ConnectionState
+ON_N1, ON_N2 = {"tr-0", "tr-1"}, {"tr-2", "tr-3"}
+
+
+def test_a_node_going_down_is_routed_around_then_no_connection_then_reconnected_in_virtual_time():
     async def main():
         loop = asyncio.get_running_loop()
         network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=5)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        manager = WebSocketIntegrationManager(
-            IntegrationConfig(seed=11, health_check_interval=1, alert_check_interval=1)
-        )
-        config, conns = trading_connections(4, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
-        trace = []
+        nodes = exchange_nodes(network, ["n1", "n2"], OUTAGES)
+        t0 = loop.time()
+        n1_url, n2_url = nodes["n1"][1], nodes["n2"][1]
+        urls = {"tr-0": n1_url, "tr-1": n1_url, "tr-2": n2_url, "tr-3": n2_url}
+        manager = WebSocketIntegrationManager(IntegrationConfig(seed=11, health_check_interval=1))
+        outcomes = []
+        states = {}  # submit time -> states of the n1 connections in the store
         async with manager:
-            for c in conns:
-                await manager.register_connection(c, config)
-            for k in range(200):
-                fut = manager.submit(
-                    ORDER,
-                    ConnectionType.TRADING,
-                    LoadBalancingStrategy.POWER_OF_TWO_CHOICES,
+            for conn, config in connections_to(urls, MemoryTransport(network)):
+                assert await manager.register_connection(conn, config)
+            for k in range(900):
+                await asyncio.sleep(max(t0 + k * 0.01 - loop.time(), 0.0))
+                states[k] = {manager.store.get(c).state for c in ON_N1}
+                manager.submit(
+                    ORDER, ConnectionType.TRADING, LoadBalancingStrategy.POWER_OF_TWO_CHOICES, on_done=outcomes.append
                 )
-                fut.add_done_callback(lambda f: trace.append((f.result().connection_id, f.result().kind.value)))
-                await asyncio.sleep(0.01)
-                if k == 100:
-                    # A connection that stops answering: broadcast must not wait on it longer than its timeout.
-                    conns[0]._session = None
-            t0 = loop.time()
+            await asyncio.sleep(3.0)  # every request ends (message timeout 2 s)
+            overview = manager.get_system_overview()
+            summary = manager.request_summary()
+            totals = manager.store.request_totals()
+            records = {c: (r.reconnects, r.state) for c, r in ((c, manager.store.get(c)) for c in urls)}
             results = await manager.broadcast_message({"event": "ping"})
-            assert loop.time() - t0 <= config.message_timeout_seconds + 0.01
-            assert len(results) == 4
-        node.stop()
-        return trace
+        for node, _ in nodes.values():
+            node.stop()
+        assert len(outcomes) == 900
+        at = [(round(o.submitted_at - t0, 6), o.connection_id, o.kind) for o in outcomes]
 
-    a = run_virtual(main())
-    b = run_virtual(main())
-    assert len(a) == 200 and a == b
+        # n1 down (1 s to 3 s): its connections are seen lost, requests go to n2 and are acknowledged
+        assert S.CONNECTED not in states[110]
+        during = [(c, kind) for t, c, kind in at if 1.005 <= t < 3.0]
+        assert len(during) >= 199 and all(c in ON_N2 and kind is OutcomeKind.ACKNOWLEDGED for c, kind in during)
+        lost = [(t, c) for t, c, kind in at if kind is OutcomeKind.CONNECTION_LOST]
+        # lost: only requests in flight (a round trip is 100 ms) when their node went down
+        assert lost and all((0.9 <= t < 1.0 and c in ON_N1) or 5.9 <= t < 6.0 for t, c in lost)
+        # n1 back: its connections reconnect and are used again before the second outage
+        back = {c for t, c, kind in at if 3.0 <= t < 6.0 and kind is OutcomeKind.ACKNOWLEDGED}
+        assert back == ON_N1 | ON_N2
+        # both down (6 s to 7 s): no connection is left, the manager says so at once
+        none_left = [kind for t, c, kind in at if 6.005 <= t < 7.0]
+        assert len(none_left) >= 99 and set(none_left) == {OutcomeKind.NO_CONNECTION}
+        # The manager's own NO_CONNECTION carries no connection id. A request routed at the very instant its
+        # connection was lost (the state not changed yet: that takes the supervisor's next step) is refused by
+        # the connection itself: counted there, and by the store as no_connection too.
+        refused = {t for t, c, kind in at if kind is OutcomeKind.NO_CONNECTION and c is not None}
+        assert refused <= {1.0, 6.0}
+        # and after: everything reconnected and answering
+        assert {c for t, c, kind in at if t >= 8.0 and kind is OutcomeKind.ACKNOWLEDGED} == ON_N1 | ON_N2
+        assert all(n >= 1 and state is S.CONNECTED for n, state in records.values())
+        assert records["tr-0"][0] > records["tr-2"][0]  # n1 went down twice
+        assert results == dict.fromkeys(urls, True)
+
+        # the store accounts for every request the manager took: no_connection beside the connections' counts
+        assert summary["submitted"] == 900 == totals["submitted"] and summary["in_flight"] == 0
+        assert totals["ok"] == summary["acknowledged"] and totals["no_connection"] == summary["no_connection"]
+        failed = sum(summary[k] for k in ("rejected", "timed_out", "connection_lost", "not_sent"))
+        assert totals["failed"] == failed and totals["not_sent"] == summary["not_sent"]
+        by_type = {"trading": totals["no_connection"]}
+        assert overview["store"]["requests"] == {**totals, "no_connection_by_type": by_type}
+        # the manager's own: from the second outage until the first connection is back
+        assert all(6.0 <= t < 8.0 for t, c, kind in at if kind is OutcomeKind.NO_CONNECTION and c is None)
+        return at
+
+    first = run_virtual(main())
+    assert first == run_virtual(main())  # the same seeds and clock: the same history, request for request
 
 
 def test_every_routed_outcome_reaches_the_balancer_before_the_caller_sees_it():
@@ -246,6 +322,9 @@ def test_every_routed_outcome_reaches_the_balancer_before_the_caller_sees_it():
             outcome = await manager.submit(ORDER, ConnectionType.TRADING, kind)
             assert outcome.kind is OutcomeKind.NOT_SENT
             assert balancer.get_strategy_performance()[kind]["failures"] == 1
+            # and counted against the connection it was meant for, as a failed request that was not sent
+            record = manager.store.get(outcome.connection_id)
+            assert (record.requests_not_sent, record.requests_failed, record.outstanding) == (1, 1, 0)
             conns[0].protocol.paused = conns[1].protocol.paused = False
             assert await manager.unregister_connection("tr-0")
             assert conns[0].outcome_hook is None and conns[1].outcome_hook is not None

@@ -52,6 +52,23 @@ def test_immediate_outcomes_are_submitted_and_finished() -> None:
     ledger.check()
 
 
+def test_on_immediate_is_told_of_requests_that_end_at_submit_only() -> None:
+    told: list[RequestOutcome] = []
+    ledger = RequestLedger(on_immediate=told.append)
+    entry = ledger.start(0.0)
+    ledger.finish(entry.cid, OutcomeKind.ACKNOWLEDGED, 0.5)
+    queued = ledger.start(1.0)
+    assert [o.cid for _, o in ledger.fail_all(2.0)] == [queued.cid]  # NOT_SENT, but it was started: not told
+    assert told == []
+    not_sent = ledger.record_immediate(OutcomeKind.NOT_SENT, 3.0, connection_id="c1")
+    no_connection = ledger.record_immediate(OutcomeKind.NO_CONNECTION, 4.0)
+    assert told == [not_sent, no_connection] and not_sent.connection_id == "c1"
+    ledger.on_immediate = None  # may be unset again
+    ledger.record_immediate(OutcomeKind.NO_CONNECTION, 5.0)
+    assert len(told) == 2 and ledger.finished == 5
+    ledger.check()
+
+
 def test_given_client_ids_are_kept_and_never_reissued() -> None:
     ledger = RequestLedger()
     ledger.start(0.0, cid=50)
@@ -65,7 +82,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = RequestLedger()
+        self.told: list[RequestOutcome] = []
+        self.ledger = RequestLedger(on_immediate=self.told.append)
         self.now = 0.0
         self.open: set[int] = set()
         self.ended: dict[int, OutcomeKind] = {}
@@ -83,6 +101,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def immediate_outcome(self, kind: OutcomeKind) -> None:
         outcome = self.ledger.record_immediate(kind, self.now)
         self.ended[outcome.cid] = kind
+        self.immediate += 1
+        assert self.told[-1] is outcome
 
     @rule(data=st.data())
     def send(self, data: st.DataObject) -> None:
@@ -125,6 +145,8 @@ class LedgerMachine(RuleBasedStateMachine):
         for kind in self.ended.values():
             counted[kind] += 1
         assert counted == self.ledger.counts.by_kind
+        # on_immediate hears of the requests that ended at submit, each once, and of no other
+        assert len(self.told) == self.immediate == len({o.cid for o in self.told})
 
 
 LedgerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)

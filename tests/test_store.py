@@ -2,6 +2,8 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsfinal import ConnectionConfig, ConnectionState, ConnectionType, InvalidTransitionError, UsageError
 from wsfinal.store import InMemoryConnectionStore
@@ -200,6 +202,116 @@ def test_thread_safety_under_hammering_from_threads():
     assert sum(r.requests_ok for r in shared_records) == total
     assert all(r.outstanding == 0 for r in shared_records)
     assert store.metrics()["operations"]["register"] == total + shared
+
+
+def test_a_request_not_sent_at_submit_is_a_failed_request_and_nothing_else():
+    clock = FakeClock(1.0)
+    store = InMemoryConnectionStore(clock=clock)
+    seen = CountingObserver()
+    store.subscribe(seen)
+    store.register("a", cfg())
+    store.request_sent("a", 100)
+    clock.t = 2.0
+    store.answer_received("a", 40, ok=False, latency_ms=20.0)  # one real failure before
+    before = store.get("a").snapshot()
+    notified = seen.load_changes
+    clock.t = 50.0
+    store.request_not_sent("a")
+    store.request_not_sent("a")
+    r = store.get("a")
+    assert (r.requests_failed, r.requests_not_sent, r.requests_ok) == (3, 2, 0)
+    # not sent: no message, no load, no latency, no activity; and no sign of how the exchange answers
+    after = r.snapshot()
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {"requests_failed", "requests_not_sent"}
+    assert r.consecutive_failures == 1 and seen.load_changes == notified
+    store.request_not_sent("gone")  # unknown or removed: ignored
+    assert store.request_totals() == {
+        "submitted": 3, "ok": 0, "failed": 3, "not_sent": 2, "outstanding": 0, "no_connection": 0
+    }  # fmt: skip
+
+
+def test_a_queued_request_dropped_unsent_at_a_loss_ends_its_load_without_a_failure_streak():
+    clock = FakeClock(0.0)
+    store = InMemoryConnectionStore(clock=clock)
+    store.register("a", cfg())
+    for _ in range(3):
+        store.request_started("a")  # queued, not written yet
+    clock.t = 4.0
+    store.request_finished("a", ok=False, latency_ms=None, outcome="not_sent")
+    store.request_finished("a", ok=False, latency_ms=None, outcome="connection_lost")
+    r = store.get("a")
+    assert (r.outstanding, r.requests_failed, r.requests_not_sent, r.consecutive_failures) == (1, 2, 1, 1)
+    assert (r.messages_sent, r.bytes_sent) == (0, 0) and r.latency_ewma_ms != r.latency_ewma_ms  # NaN: none
+
+
+def test_requests_with_no_connection_are_counted_by_type_beside_the_records():
+    store = InMemoryConnectionStore(clock=FakeClock(0.0))
+    store.register("t", cfg(ConnectionType.TRADING))
+    store.register("m", cfg())
+    store.request_sent("t", 10)
+    store.answer_received("t", 10, ok=True, latency_ms=1.0)
+    store.request_sent("t", 10)  # still in flight
+    store.request_not_sent("m")
+    for _ in range(2):
+        store.request_no_connection(ConnectionType.TRADING)
+    store.request_no_connection(ConnectionType.USER_DATA)
+    trading = store.request_totals(ConnectionType.TRADING)
+    assert trading == {"submitted": 4, "ok": 1, "failed": 0, "not_sent": 0, "outstanding": 1, "no_connection": 2}
+    assert store.request_totals(ConnectionType.USER_DATA)["submitted"] == 1
+    requests = store.metrics()["requests"]
+    assert (requests["submitted"], requests["failed"], requests["not_sent"], requests["no_connection"]) == (6, 1, 1, 3)
+    assert requests["no_connection_by_type"] == {"trading": 2, "user_data": 1}
+
+
+#: One request's life as the store hears of it: (how it starts, how it ends); None: still in flight.
+LIVES = st.sampled_from(
+    [
+        ("sent", "answer_ok"),
+        ("sent", "answer_rejected"),
+        ("sent", "timed_out"),
+        ("sent", None),
+        ("queued", "not_sent"),
+        ("queued", "connection_lost"),
+        ("queued", None),
+        ("refused", None),  # NOT_SENT at submit: request_not_sent
+        ("no_connection", None),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lives=st.lists(st.tuples(st.sampled_from(["a", "b"]), LIVES), max_size=40))
+def test_request_totals_account_for_every_request_once(lives):
+    store = InMemoryConnectionStore(clock=FakeClock(0.0))
+    store.register("a", cfg(ConnectionType.TRADING))
+    store.register("b", cfg())
+    ends = []
+    for cid, (start, end) in lives:
+        if start == "sent":
+            store.request_sent(cid, 10)
+        elif start == "queued":
+            store.request_started(cid)
+        elif start == "refused":
+            store.request_not_sent(cid)
+        else:
+            store.request_no_connection(store.get(cid).connection_type)
+        if end is not None:
+            ends.append((cid, end))
+    for cid, end in ends:  # answers and losses come later, in the order of the requests
+        if end.startswith("answer"):
+            store.answer_received(cid, 5, ok=end == "answer_ok", latency_ms=1.0)
+        else:
+            store.request_finished(cid, ok=False, latency_ms=None, outcome=end)
+    totals = store.request_totals()
+    in_flight = sum(1 for _, (start, end) in lives if end is None and start in ("sent", "queued"))
+    assert totals["submitted"] == len(lives) and totals["outstanding"] == in_flight
+    assert totals["ok"] == sum(1 for _, (_, end) in lives if end == "answer_ok")
+    assert totals["not_sent"] == sum(1 for _, life in lives if life in (("queued", "not_sent"), ("refused", None)))
+    assert totals["no_connection"] == sum(1 for _, (start, _) in lives if start == "no_connection")
+    by_type = [store.request_totals(t) for t in (ConnectionType.TRADING, ConnectionType.MARKET_DATA)]
+    assert {k: by_type[0][k] + by_type[1][k] for k in totals} == totals
+    assert store.metrics()["requests"]["submitted"] == len(lives)
 
 
 class CountingObserver:

@@ -160,9 +160,10 @@ class IntegrationConfig:
     """Settings of a :class:`~wsfinal.manager.WebSocketIntegrationManager`. Validated on construction."""
 
     max_connections: int = 1000
-    health_check_interval: int = 30
-    analytics_interval: int = 60
-    alert_check_interval: int = 30
+    #: Periods of the manager's background jobs, in seconds (any positive number; the seed API's ints work).
+    health_check_interval: float = 30
+    analytics_interval: float = 60
+    alert_check_interval: float = 30
     default_load_balancing_strategy: LoadBalancingStrategy = LoadBalancingStrategy.ROUND_ROBIN
     enable_analytics: bool = True
     enable_alerts: bool = True

@@ -36,7 +36,7 @@ from .exceptions import (
     WsFinalError,
 )
 from .interface import ConnectionMetrics
-from .requests import RequestLedger
+from .requests import OutcomeKind, RequestLedger, RequestOutcome
 from .states import ConnectionState, is_legal
 from .traffic import ConnectionTraffic, DataHandler, OutcomeHook, Session, SessionEnd
 from .transport import HandshakeRefused, Transport, WebsocketsTransport
@@ -117,7 +117,7 @@ class ManagedConnection(ConnectionTraffic):
         )
         self._state = _S.DISCONNECTED
         self._metrics = ConnectionMetrics()
-        self.ledger = RequestLedger(first_cid=first_cid)
+        self.ledger = RequestLedger(first_cid=first_cid, on_immediate=self._report_immediate)
         self.protocol = bfx.ClientProtocol(
             max_frame_bytes=config.max_message_size_bytes,
             sequence_checks=sequence_checks,
@@ -221,6 +221,29 @@ class ManagedConnection(ConnectionTraffic):
             except (InvalidTransitionError, UnknownConnectionError) as exc:
                 logger.warning("%s: store did not take state %s: %s", self._id, new.value, exc)
         self._emit("state_changed", now, old=old.value, new=new.value, reason=reason)
+
+    def _report_immediate(self, outcome: RequestOutcome) -> None:
+        """A request ended at submit (the ledger's ``on_immediate``; never on the path of a sent request).
+
+        ``NOT_SENT`` (paused for maintenance) counts against this connection: in the store as a failed, not-sent
+        request (:meth:`~wsfinal.store.InMemoryConnectionStore.request_not_sent`), in analytics as an error, as
+        a not-sent request dropped from the queue at a loss is. ``NO_CONNECTION`` (not connected) is nobody's
+        load: the store counts it by connection type. Failures are logged: the caller still gets its outcome.
+        """
+        store = self._store
+        now = outcome.finished_at
+        try:
+            if outcome.kind is OutcomeKind.NOT_SENT:
+                report = getattr(store, "request_not_sent", None)
+                if report is not None:
+                    report(self._id, now=now)
+                self._analytics_call("record_error", outcome.kind.value, now)
+            else:
+                report = getattr(store, "request_no_connection", None)
+                if report is not None:
+                    report(self._config.connection_type, now=now)
+        except Exception:  # the store's bug must not lose the outcome
+            logger.exception("%s: reporting a %s request failed", self._id, outcome.kind.value)
 
     # -- connect / disconnect ---------------------------------------------------------------------------------
 

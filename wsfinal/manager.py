@@ -125,7 +125,8 @@ class WebSocketIntegrationManager:
         #: report outcomes through ``outcome_hook``: submit() calls it straight away.
         self._fast_submit: dict[str, Callable[..., asyncio.Future[RequestOutcome]]] = {}
         self.started = False
-        #: Requests that ended without reaching a connection (no connection available).
+        #: Requests that ended without reaching a connection (no connection available); the store counts them
+        #: too (``store.request_totals()["no_connection"]``).
         self.ledger = RequestLedger()
         self.events: list[ConnectionEvent] = []
         self._max_events = 10_000
@@ -417,6 +418,8 @@ class WebSocketIntegrationManager:
         submit = getattr(connection, "submit", None)
         if selection is None or submit is None:
             outcome = self.ledger.record_immediate(OutcomeKind.NO_CONNECTION, loop.time())
+            # no connection to count it against: the store counts it by type, beside the records' totals
+            self.store.request_no_connection(connection_type, now=outcome.finished_at)
             if on_done is not None:
                 _call_on_done(on_done, outcome)
             done: asyncio.Future[RequestOutcome] = loop.create_future()
@@ -500,6 +503,8 @@ class WebSocketIntegrationManager:
                 "unhealthy_connections": sum(1 for s in scores if s < 50.0),
             },
             "requests": self.request_summary(),
+            # the store's view of the same requests: what analytics, health and the balancer read
+            "store": self.store.metrics(),
         }
         if self.load_balancer is not None:
             overview["load_balancer"] = {

@@ -39,7 +39,11 @@ class ConnectionRecord:
     bytes_sent: int = 0
     bytes_received: int = 0
     requests_ok: int = 0
+    #: Requests that ended in any other way (rejected, timed out, lost, not sent).
     requests_failed: int = 0
+    #: Of ``requests_failed``, those never written to the socket (NOT_SENT: refused at submit during exchange
+    #: maintenance, or still queued when the connection was lost): no message, no latency, no load.
+    requests_not_sent: int = 0
     errors: int = 0
     consecutive_failures: int = 0
     reconnects: int = 0
@@ -121,6 +125,7 @@ class ConnectionRecord:
             "bytes_received": self.bytes_received,
             "requests_ok": self.requests_ok,
             "requests_failed": self.requests_failed,
+            "requests_not_sent": self.requests_not_sent,
             "errors": self.errors,
             "reconnects": self.reconnects,
             "latency_ewma_ms": None if math.isnan(self.latency_ewma_ms) else self.latency_ewma_ms,

@@ -96,12 +96,18 @@ class RequestLedger:
     Call :meth:`start` when a request is submitted (it returns the entry, with a fresh ``cid`` unless one was
     given), :meth:`mark_sent` when its frame reached the transport, and :meth:`finish` exactly when its answer,
     its timeout or its connection's loss is known. :meth:`fail_all` ends everything in flight at once.
+    :meth:`record_immediate` records a request that ended at submit and tells :attr:`on_immediate`.
     """
 
-    def __init__(self, *, first_cid: int = 1) -> None:
+    def __init__(self, *, first_cid: int = 1, on_immediate: Callable[[RequestOutcome], None] | None = None) -> None:
         self._next_cid = first_cid
         self._pending: dict[int, PendingRequest] = {}
         self.counts = LedgerCounts()
+        #: Called with the outcome of every request that ended the moment it was submitted (NOT_SENT,
+        #: NO_CONNECTION; see :meth:`record_immediate`): the one place those are seen, since no answer, timer
+        #: or loss ever reports them. The owner forwards them (a connection: to its store). Never called for
+        #: requests that were started and finished.
+        self.on_immediate = on_immediate
 
     def new_cid(self) -> int:
         """A client id not used before by this ledger."""
@@ -164,11 +170,15 @@ class RequestLedger:
     def record_immediate(
         self, kind: OutcomeKind, now: float, *, cid: int | None = None, connection_id: str | None = None
     ) -> RequestOutcome:
-        """A request that ended the moment it was submitted (NOT_SENT, NO_CONNECTION)."""
+        """A request that ended the moment it was submitted (NOT_SENT, NO_CONNECTION); :attr:`on_immediate`, if
+        set, is called with its outcome before it is returned (its exceptions propagate to the caller)."""
         entry = self.start(now, cid=cid)
         result = self.finish(entry.cid, kind, now, connection_id=connection_id)
         assert result is not None
-        return result[1]
+        outcome = result[1]
+        if self.on_immediate is not None:
+            self.on_immediate(outcome)
+        return outcome
 
     @property
     def in_flight(self) -> int:

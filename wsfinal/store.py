@@ -76,7 +76,11 @@ class ConnectionStore(Protocol):
     def all(self) -> list[ConnectionRecord]: ...
     def remove(self, connection_id: str) -> bool: ...
     def request_started(self, connection_id: str) -> None: ...
-    def request_finished(self, connection_id: str, *, ok: bool, latency_ms: float | None) -> None: ...
+    def request_finished(
+        self, connection_id: str, *, ok: bool, latency_ms: float | None, outcome: str | None = None
+    ) -> None: ...
+    def request_not_sent(self, connection_id: str) -> None: ...
+    def request_no_connection(self, connection_type: ConnectionType) -> None: ...
     def message_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
     def message_received(self, connection_id: str, nbytes: int = 0) -> None: ...
     def request_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
@@ -128,6 +132,8 @@ class InMemoryConnectionStore:
         self._listeners: list[Callable[[StoreEvent], None]] = []
         #: Operation counts: the store's own performance metrics.
         self.operations: dict[str, int] = defaultdict(int)
+        #: Requests that found no usable connection at submit (NO_CONNECTION), by type: they belong to no record.
+        self._no_connection: dict[ConnectionType, int] = defaultdict(int)
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -300,18 +306,51 @@ class InMemoryConnectionStore:
             observer.on_load_changed(record)
 
     def request_finished(
-        self, connection_id: str, *, ok: bool, latency_ms: float | None, now: float | None = None
+        self,
+        connection_id: str,
+        *,
+        ok: bool,
+        latency_ms: float | None,
+        outcome: str | None = None,
+        now: float | None = None,
     ) -> None:
-        """A request ended; ``latency_ms`` feeds the EWMAs when given (``None`` for failures with no reply)."""
+        """A request reported with :meth:`request_started` ended; ``latency_ms`` feeds the EWMAs when given
+        (``None`` for failures with no reply). ``outcome`` (optional) is its :class:`~wsfinal.requests.OutcomeKind`
+        value: ``"not_sent"`` (it was still queued when the connection was lost) also counts it in
+        ``requests_not_sent`` and, having never reached the exchange, leaves ``consecutive_failures`` alone."""
         with self._lock:
             record = self._records.get(connection_id)
             if record is None:  # removed while the request was in flight: nothing left to update
                 return
             t = self._now(now)
-            _finish(record, ok, latency_ms, t)
+            if outcome == "not_sent":
+                if record.outstanding > 0:
+                    record.outstanding -= 1
+                record.requests_failed += 1
+                record.requests_not_sent += 1
+            else:
+                _finish(record, ok, latency_ms, t)
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)
+
+    def request_not_sent(self, connection_id: str, now: float | None = None) -> None:
+        """A request meant for this connection ended ``NOT_SENT`` at submit (the exchange announced maintenance):
+        a failed request, also counted in ``requests_not_sent``. Nothing went out, so it is no message, no load,
+        no latency and no activity; and it says nothing of how the exchange answers, so ``consecutive_failures``
+        (outlier ejection) is left alone. Not preceded by :meth:`request_started`. Unknown ids are ignored."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.requests_failed += 1
+            record.requests_not_sent += 1
+
+    def request_no_connection(self, connection_type: ConnectionType, now: float | None = None) -> None:
+        """A request of ``connection_type`` ended ``NO_CONNECTION``: no usable connection of the type at submit.
+        It belongs to no record; :meth:`request_totals` and :meth:`metrics` report it by type."""
+        with self._lock:
+            self._no_connection[connection_type] += 1
 
     def request_sent(self, connection_id: str, nbytes: int = 0, now: float | None = None) -> None:
         """A request started and its frame of ``nbytes`` went out: :meth:`request_started` and
@@ -358,10 +397,12 @@ class InMemoryConnectionStore:
 
     def message_received(self, connection_id: str, nbytes: int = 0, now: float | None = None) -> None:
         with self._lock:
-            record = self._record(connection_id)
+            record = self._records.get(connection_id)  # _record() and _now() inline: about once per request
+            if record is None:
+                raise UnknownConnectionError(connection_id)
             record.messages_received += 1
             record.bytes_received += nbytes
-            record.last_activity = self._now(now)
+            record.last_activity = self._clock() if now is None else now
             record.stale = False
             observers = self._observers
         for observer in observers:
@@ -499,9 +540,37 @@ class InMemoryConnectionStore:
         with self._lock:
             return list(self._by_node.get(node_id, {}).values())
 
+    def request_totals(self, connection_type: ConnectionType | None = None) -> dict[str, int]:
+        """Request counts summed over the records the store holds (of ``connection_type``, if given), plus the
+        requests that found no connection: ``ok``, ``failed`` (of which ``not_sent``), ``outstanding`` (in
+        flight), ``no_connection``, and ``submitted``, their sum (``ok + failed + outstanding + no_connection``).
+        Counts of removed connections are gone with their records."""
+        with self._lock:  # one consistent view: no request is counted twice or not at all
+            if connection_type is None:
+                records = self._records.values()
+                no_connection = sum(self._no_connection.values())
+            else:
+                records = self._by_type[connection_type].values()
+                no_connection = self._no_connection.get(connection_type, 0)
+            ok = sum(r.requests_ok for r in records)
+            failed = sum(r.requests_failed for r in records)
+            not_sent = sum(r.requests_not_sent for r in records)
+            outstanding = sum(r.outstanding for r in records)
+        return {
+            "submitted": ok + failed + outstanding + no_connection,
+            "ok": ok,
+            "failed": failed,
+            "not_sent": not_sent,
+            "outstanding": outstanding,
+            "no_connection": no_connection,
+        }
+
     def metrics(self) -> dict[str, Any]:
-        """Store-wide counts: connections per state and type, and operation counts."""
+        """Store-wide counts: connections per state and type, operation counts, and :meth:`request_totals` (with
+        ``no_connection`` by type)."""
         with self._lock:
+            requests: dict[str, Any] = self.request_totals()
+            requests["no_connection_by_type"] = {t.value: n for t, n in self._no_connection.items()}
             by_state: dict[str, int] = defaultdict(int)
             by_type: dict[str, int] = defaultdict(int)
             for record in self._records.values():
@@ -513,6 +582,7 @@ class InMemoryConnectionStore:
                 "by_type": dict(by_type),
                 "nodes": len(self._nodes),
                 "operations": dict(self.operations),
+                "requests": requests,
             }
 
 
