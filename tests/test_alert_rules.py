@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsfinal.alert_config import check_metric_params
 from wsfinal.alert_rules import (
     TRANSITIONS,
     AlertState,
@@ -23,6 +24,8 @@ from wsfinal.alert_rules import (
     parse_matchers,
     step,
 )
+from wsfinal.analytics import WebSocketAnalytics
+from wsfinal.config import ConnectionType
 from wsfinal.exceptions import ConfigurationError
 from wsfinal.states import ConnectionState
 
@@ -244,6 +247,40 @@ def test_connection_failed_skips_closed_and_flags_failing_states() -> None:
     src.tick(0.0)
     got = {labels["connection_id"]: v for _, labels, v, _ in src.samples("connection_failed", {}, 0.0)}
     assert got == {"ok": 0.0, "failed": 1.0, "recon": 1.0}
+
+
+def test_latency_quantile_reads_analytics_window_with_a_minimum_sample_count() -> None:
+    recs = [FakeRecord("busy", latency_ewma_ms=4.0), FakeRecord("starved", latency_ewma_ms=4.0), FakeRecord("idle")]
+    analytics = WebSocketAnalytics(clock=lambda: 0.0)
+    for i in range(200):  # busy: fast, with one 900 ms outlier
+        analytics.record_latency("busy", ConnectionType.TRADING, 900.0 if i == 100 else 5.0, now=10.0 + i * 0.01)
+    for i, x in enumerate([30.0, 40.0, 50.0, 60.0, 70.0]):  # starved: five slow answers
+        analytics.record_latency("starved", ConnectionType.TRADING, x, now=11.0 + i * 0.01)
+    analytics.record_latency("idle", ConnectionType.TRADING, 800.0, now=11.5)  # one slow ping
+    src = MetricSources(FakeStore(recs), analytics=analytics)
+    src.tick(12.0)
+    params = {"quantile": 0.9, "window_s": 10.0, "min_samples": 5}
+    got = {
+        labels["connection_id"]: (v, extra) for _, labels, v, extra in src.samples("latency_quantile_ms", params, 12.0)
+    }
+    assert got["busy"][0] == pytest.approx(5.0, rel=0.02)  # one outlier does not move the p90
+    assert got["starved"][0] == pytest.approx(60.0, rel=0.02)
+    assert math.isnan(got["idle"][0]) and got["idle"][1]["samples"] == 1  # below min_samples: no data
+    assert got["starved"][1]["stat"] == "p90 of 5 samples over the last 10s"
+    # without analytics the series falls back to the record's latency EWMA
+    plain = MetricSources(FakeStore(recs))
+    plain.tick(12.0)
+    assert [v for *_, v, _ in plain.samples("latency_quantile_ms", params, 12.0)][:2] == [4.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [({"quantile": 1.5}, "quantile"), ({"min_samples": 0}, "min_samples"), ({"window_s": -1}, "window_s")],
+)
+def test_latency_quantile_params_are_checked(params: dict[str, float], key: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"rules.x.params.{key}"):
+        check_metric_params("latency_quantile_ms", params, "rules.x.params")
+    check_metric_params("latency_ms", params, "rules.x.params")  # other metrics ignore them
 
 
 def test_latency_ratio_against_a_slow_baseline() -> None:

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from wsfinal.alert_rules import Matcher
 from wsfinal.alerts import (
+    ALERT_SEVERITIES,
     DEFAULT_RULES,
     AlertEvent,
     AlertRule,
@@ -43,7 +44,35 @@ def manual_rule(name: str, kind: AlertType, **kw: Any) -> AlertRule:
 def test_every_alert_type_has_a_default_rule_and_values_are_lowercase() -> None:
     assert {r.alert_type for r in DEFAULT_RULES} == set(AlertType)
     assert AlertType.HIGH_LATENCY.value == "high_latency"
-    assert [s.value for s in AlertSeverity] == ["info", "warning", "high", "critical"]
+    assert [s.value for s in ALERT_SEVERITIES] == ["info", "warning", "high", "critical"]
+
+
+def test_one_severity_enum_under_both_public_names() -> None:
+    import wsfinal
+    from wsfinal.anomaly import ANOMALY_SEVERITIES, Severity
+
+    assert AlertSeverity is Severity is wsfinal.AlertSeverity is wsfinal.Severity
+    # every member either module used to have still exists, with its value and its rank on its own scale
+    assert [s.rank for s in ALERT_SEVERITIES] == [0, 1, 2, 3] == [s.rank for s in ANOMALY_SEVERITIES]
+    assert [s.value for s in ANOMALY_SEVERITIES] == ["low", "medium", "high", "critical"]
+    assert AlertSeverity.WARNING.rank == Severity.MEDIUM.rank and AlertSeverity.INFO.rank == Severity.LOW.rank
+    assert AlertSeverity("critical") is Severity.CRITICAL and AlertSeverity.HIGH == "high"
+    assert AlertSeverity.parse(" Warning ") is AlertSeverity.WARNING
+    # an alert rule takes only the alert levels; summaries count exactly those
+    assert AlertRule("r", AlertType.HIGH_LATENCY, None, severity="critical").severity is Severity.CRITICAL
+    with pytest.raises(ConfigurationError, match="info, warning, high or critical"):
+        AlertRule("r", AlertType.HIGH_LATENCY, None, severity="medium")
+    summary = WebSocketAlertManager(channels=[]).get_alert_summary()
+    assert list(summary["by_severity"]) == ["info", "warning", "high", "critical"]
+
+
+def test_rule_definitions_moved_to_alert_config_keep_their_wsfinal_alerts_import_path() -> None:
+    import wsfinal.alert_config
+    import wsfinal.alerts
+
+    for name in wsfinal.alert_config.__all__:
+        if name != "check_metric_params":
+            assert getattr(wsfinal.alerts, name) is getattr(wsfinal.alert_config, name), name
 
 
 def test_overrides_by_name_add_and_remove_rules() -> None:
@@ -123,6 +152,56 @@ def test_high_latency_fires_on_the_right_node_after_for_and_resolves() -> None:
     # the 10 s EWMA crosses 50 ms at 12 s, then must hold for 5 s; it falls below 50 ms again near 30 s
     assert firing[0][0] == 17 and 28 <= resolved[0][0] <= 32
     assert m.get_active_alerts() == []
+
+
+def test_default_high_latency_watches_the_windowed_p90_so_a_starved_node_fires_and_an_outlier_does_not() -> None:
+    """c1 and c2 are fast, with one 900 ms outlier every 3 s on c2 (3 % of its answers). c3 is busy and fast,
+    then turns slow and gets a burst of slow answers every 2 s only (as a latency-aware strategy treats it): its
+    EWMA stays low; its p90 rises once slow answers are over 10 % of the window's."""
+    from wsfinal.analytics import WebSocketAnalytics
+
+    t = [0.0]
+    store = make_store(t)
+    analytics = WebSocketAnalytics(store, clock=lambda: t[0])
+    assert next(r for r in DEFAULT_RULES if r.name == "high_latency").metric == "latency_quantile_ms"
+    m = WebSocketAlertManager(
+        store=store, analytics=analytics, channels=[], route=FAST, rules={"high_latency": {"for": 2, "threshold": 40}}
+    )
+
+    def answer(cid: str, latency: float, at: float) -> None:
+        store.request_finished(cid, ok=True, latency_ms=latency, now=at)
+        analytics.record_latency(cid, ConnectionType.TRADING, latency, now=at)
+
+    fired: dict[str, float] = {}
+    for step in range(400):  # 0.1 s steps, 40 s
+        now = step / 10
+        t[0] = now
+        answer("c1", 5.0, now)
+        answer("c2", 900.0 if step % 30 == 0 else 5.0, now)
+        if now < 10:
+            for i in range(5):
+                answer("c3", 5.0, now + 0.02 * i)
+        elif step % 20 == 0:
+            for i, x in enumerate((30.0, 45.0, 60.0, 70.0, 80.0, 90.0)):
+                answer("c3", x, now + 0.01 * i)
+        if step % 10 == 0:
+            m.check_alerts(now)
+            for a in m.get_active_alerts():
+                fired.setdefault(a.labels["connection_id"], now)
+    assert set(fired) == {"c3"}
+    assert 16.0 <= fired["c3"] <= 22.0  # when the window's fast samples have thinned out, then for 2 s
+    assert store.get("c3").latency_ewma_ms < 40.0  # the smoothed latency never crossed the threshold
+    (alert,) = m.get_active_alerts()
+    assert "p90 of" in alert.message and "over the last 10s" in alert.message
+
+
+def test_latency_quantile_rule_params_are_checked_by_name() -> None:
+    with pytest.raises(ConfigurationError, match=r"rules\.high_latency\.params\.quantile"):
+        resolve_rules({"high_latency": {"params": {"quantile": 90}}})
+    rule = resolve_rules({"high_latency": {"params": {"min_samples": 3}}})
+    assert [r.params for r in rule if r.name == "high_latency"] == [
+        {"quantile": 0.9, "window_s": 10.0, "min_samples": 3}
+    ]
 
 
 def test_node_down_inhibits_connection_failures_of_its_connections_only() -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from wsfinal.analytics import PerformanceMetrics, WebSocketAnalytics
+from wsfinal.analytics import PerformanceMetrics, WebSocketAnalytics, WindowedLatency
 from wsfinal.anomaly import Anomaly, AnomalyType, Severity
 from wsfinal.config import ConnectionConfig, ConnectionType, LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UnknownConnectionError, UsageError
@@ -332,3 +332,46 @@ def test_record_answer_is_record_message_in_then_record_latency() -> None:
             b.lat_stamp,
             b.last_event,
         )
+
+
+def test_latency_quantile_over_the_recent_window_sees_a_starved_connections_few_slow_answers() -> None:
+    """The case the smoothed latency misses: a connection is busy and fast, then (slow, and starved by a
+    latency-aware strategy) answers only a burst of slow requests. Its EWMA barely moves: the first answer of the
+    burst carries the weight of the idle gap before it, the rest, milliseconds apart, almost none. Its p90 over
+    the last 10 s shows the burst once the fast samples have left the window."""
+    store = InMemoryConnectionStore(clock=lambda: 0.0)
+    store.register("c1", ConnectionConfig(url="ws://127.0.0.1:9001/ws/2", connection_type=TR))
+    a = WebSocketAnalytics(clock=lambda: 0.0)
+    for i in range(2000):  # 200/s of 3 ms answers for 10 s
+        t = i * 0.005
+        a.record_latency("c1", TR, 3.0, now=t)
+        store.request_finished("c1", ok=True, latency_ms=3.0, now=t)
+    for i, x in enumerate([9.0, 17.0, 24.0, 34.0, 40.0, 49.0, 57.0]):  # one slow burst after a 3 s gap
+        a.record_latency("c1", TR, x, now=13.0 + 0.009 * i)
+        store.request_finished("c1", ok=True, latency_ms=x, now=13.0 + 0.009 * i)
+    assert store.get("c1").latency_ewma_ms < 6.0  # smoothed: the burst is invisible
+    early = a.latency_quantile("c1", 0.9, now=13.1)
+    assert early.samples > 1000 and early.value == pytest.approx(3.0, rel=0.02)
+    assert a.latency_quantile("c1", 0.5, window_s=1.0, now=13.5).samples == 7  # a shorter window is honoured
+    late = a.latency_quantile("c1", 0.9, now=21.0)
+    assert late == WindowedLatency(pytest.approx(49.0, rel=0.02), 7, 0.9, 10.0)  # type: ignore[arg-type]
+    # a longer window is capped at latency_window_s; unknown connections have no data
+    assert a.latency_quantile("c1", 0.5, window_s=60.0, now=21.0).window_s == 10.0
+    gone = a.latency_quantile("nope", 0.9, now=21.0)
+    assert math.isnan(gone.value) and gone.samples == 0
+    with pytest.raises(ConfigurationError, match="latency_window_s"):
+        WebSocketAnalytics(latency_window_s=0)
+
+
+def test_split_modules_keep_every_import_path() -> None:
+    import wsfinal.analytics as analytics
+    import wsfinal.analytics_anomalies as anomalies
+    import wsfinal.analytics_records as records
+
+    for name in ("PerformanceMetrics", "StrategyWindow", "WindowedLatency", "rank_strategies"):
+        assert getattr(analytics, name) is getattr(records, name)
+    a = WebSocketAnalytics(clock=lambda: 0.0, detector_warmup=4, detector_window=8, refractory_intervals=2)
+    assert isinstance(a._monitor, anomalies.AnomalyMonitor)
+    assert (a.detector_warmup, a.detector_window, a.refractory_intervals) == (4, 8, 2)
+    a.refractory_intervals = 7  # still settable, and reaches the detectors
+    assert a._monitor.refractory_intervals == 7

@@ -17,6 +17,7 @@ from wsfinal.stats import (
     PeakEwma,
     SlidingWindowCounter,
     SlidingWindowHistogram,
+    WindowedQuantile,
     linear_trend,
 )
 
@@ -200,3 +201,131 @@ def test_linear_trend_and_holt_follow_a_line() -> None:
     for x, y in zip(t, v):
         h.update(y, x)
     assert h.forecast(30.0) == pytest.approx(63.0, rel=0.05)
+
+
+# --- WindowedQuantile: a quantile over the samples of a recent time window -------------------------------------
+
+
+def _in_window(times: list[float], now: float, w: WindowedQuantile, window_s: float | None = None) -> list[bool]:
+    """The reference membership: a sample is in when its slot is among the last m slots ending at now's slot."""
+    slot_s = w.window_s / 10
+    m = 10 if window_s is None else min(10, max(1, math.ceil(window_s / slot_s - 1e-9)))
+    head = max([math.floor(now / slot_s)] + [math.floor(t / slot_s) for t in times])
+    return [head - m < math.floor(t / slot_s) for t in times]
+
+
+samples_st = st.lists(
+    st.tuples(st.floats(0.0, 30.0, allow_nan=False), st.floats(0.0, 1e4, allow_nan=False)), min_size=1, max_size=200
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=samples_st, q=st.floats(0.0, 1.0), extra=st.floats(0.0, 15.0), sub=st.sampled_from([None, 1.0, 3.5, 10.0]))
+def test_windowed_quantile_matches_the_exact_rank_sample_of_the_window(
+    data: list[tuple[float, float]], q: float, extra: float, sub: float | None
+) -> None:
+    data.sort()  # samples arrive in time order
+    w = WindowedQuantile(10.0, 10, alpha=0.02)
+    for t, x in data:
+        w.add(x, t)
+    now = data[-1][0] + extra
+    inside = _in_window([t for t, _ in data], now, w, sub)
+    kept = np.array([x for (t, x), ok in zip(data, inside) if ok])
+    est, n = w.quantile(q, now, sub)
+    assert n == len(kept) == w.count(now, sub)
+    if n == 0:
+        assert math.isnan(est)
+        return
+    exact = float(np.quantile(kept, q, method="lower"))  # rank floor(q (n - 1))
+    if exact <= w.lowest:
+        assert est == 0.0 or abs(est - exact) <= w.lowest * (1 + w.alpha)
+    else:
+        assert abs(est - exact) <= (w.alpha + SLACK) * exact, (est, exact)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(0.01, 1e4, allow_nan=False), min_size=2, max_size=60), q=st.floats(0.0, 0.99))
+def test_one_outlier_never_sets_a_quantile_below_one(values: list[float], q: float) -> None:
+    """floor(q (n - 1)) < n - 1 for q < 1: the largest sample alone cannot be the answer, however large."""
+    w = WindowedQuantile(10.0, 10)
+    for x in values:
+        w.add(x, 1.0)
+    w.add(1e6, 1.5)  # the outlier
+    est, n = w.quantile(q, 2.0)
+    assert n == len(values) + 1
+    assert est <= max(values) * (1 + w.alpha + SLACK)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    fast=st.lists(st.floats(0.5, 20.0), max_size=60),
+    slow=st.lists(st.floats(50.0, 500.0), max_size=20),
+    q=st.sampled_from([0.5, 0.9, 0.95, 0.99]),
+)
+def test_the_quantile_exceeds_a_threshold_exactly_when_enough_samples_do(
+    fast: list[float], slow: list[float], q: float
+) -> None:
+    """With n samples, the q-quantile is above T (here 30, between the fast and the slow ones) iff at least
+    n - floor(q (n - 1)) samples are: how many slow answers it takes to fire, whatever their order."""
+    if not fast and not slow:
+        return
+    w = WindowedQuantile(10.0, 10)
+    for i, x in enumerate(slow + fast if len(slow) % 2 else fast + slow):
+        w.add(x, 0.001 * i)
+    est, n = w.quantile(q, 0.5)
+    needed = n - math.floor(q * (n - 1))
+    assert (est > 30.0) == (len(slow) >= needed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.floats(0.0, 1e4, allow_nan=False), min_size=1, max_size=80))
+def test_quantile_is_monotone_in_q_and_bounded_by_the_samples(values: list[float]) -> None:
+    w = WindowedQuantile(5.0, 10)
+    for i, x in enumerate(values):
+        w.add(x, 0.01 * i)
+    qs = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
+    est = [w.quantile(q, 0.01 * len(values))[0] for q in qs]
+    assert est == sorted(est)
+    assert est[0] >= min(values) * (1 - w.alpha) - w.lowest and est[-1] <= max(values) * (1 + w.alpha + SLACK)
+
+
+def test_windowed_quantile_forgets_whole_slots_and_a_starved_series_shows_its_few_slow_samples() -> None:
+    w = WindowedQuantile(10.0, 10)
+    for i in range(1000):  # a busy, fast connection: 100 samples per second for 10 s
+        w.add(3.0, i * 0.01)
+    for i, x in enumerate([35.0, 40.0, 45.0, 50.0, 55.0, 60.0]):  # then starved: one slow burst at 12 s
+        w.add(x, 12.0 + 0.009 * i)
+    est, n = w.quantile(0.9, 12.1)
+    assert n == 706 and est == pytest.approx(3.0, rel=0.02)  # the fast samples of 3-10 s still dominate
+    est, n = w.quantile(0.9, 20.5)  # they have left the window; the burst has not
+    assert n == 6 and est == pytest.approx(55.0, rel=0.02)
+    assert w.quantile(0.9, 22.5) == (pytest.approx(math.nan, nan_ok=True), 0)
+    w.add(7.0, 100.0)  # a jump of many windows clears everything
+    assert w.quantile(0.5, 100.0)[1] == 1 and w.count(100.0, 0.5) == 1
+
+
+def test_windowed_quantile_ignores_samples_older_than_the_window_and_rejects_bad_config() -> None:
+    w = WindowedQuantile(10.0, 10)
+    w.add(5.0, 50.0)
+    w.add(500.0, 39.0)  # older than the window ending at 50 s: ignored
+    w.add(9.0, 45.0)  # late but within the window: counted in its own slot
+    assert w.count(50.0) == 2 and w.count(50.0, 2.0) == 1
+    with pytest.raises(ValueError, match="q must be in"):
+        w.quantile(1.5, 50.0)
+    for kwargs, name in (
+        ({"window_s": 0}, "window_s"),
+        ({"window_s": math.inf}, "window_s"),
+        ({"slots": 0}, "slots"),
+        ({"alpha": 1.0}, "alpha"),
+        ({"lowest": 0.0}, "lowest"),
+    ):
+        with pytest.raises(ConfigurationError, match=name):
+            WindowedQuantile(**kwargs)  # type: ignore[arg-type]
+
+
+def test_trend_fits_moved_to_wsfinal_trend_are_still_importable_from_stats() -> None:
+    import wsfinal.stats
+    import wsfinal.trend
+
+    for name in ("HoltTrend", "TrendFit", "linear_trend"):
+        assert getattr(wsfinal.stats, name) is getattr(wsfinal.trend, name)

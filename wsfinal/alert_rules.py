@@ -371,8 +371,8 @@ class MetricSources:
 
     METRICS = frozenset(
         {
-            "connection_failed", "latency_ms", "peak_latency_ms", "error_rate", "reconnects", "health_score",
-            "system_health", "node_down", "balancer_success_rate", "balancer_panics", "latency_ratio",
+            "connection_failed", "latency_quantile_ms", "latency_ms", "peak_latency_ms", "error_rate", "reconnects",
+            "health_score", "system_health", "node_down", "balancer_success_rate", "balancer_panics", "latency_ratio",
             "capacity_ratio", "anomalies", "capacity_anomalies",
         }
     )  # fmt: skip
@@ -454,6 +454,25 @@ class MetricSources:
         for r in self._live():
             key, labels = self._conn_labels(r)
             out.append((key, labels, 1.0 if r.state in _FAILING_STATES else 0.0, {"state": r.state.value}))
+        return out
+
+    def _m_latency_quantile_ms(self, p: Mapping[str, Any], now: float) -> list[Sample]:
+        """The ``quantile`` of each connection's latency samples over the last ``window_s`` (analytics'
+        ``latency_quantile``); no data below ``min_samples``. Without analytics: the record's latency EWMA."""
+        q = float(p.get("quantile", 0.9))
+        window = p.get("window_s")
+        min_n = int(p.get("min_samples", 5))
+        fn = getattr(self.analytics, "latency_quantile", None) if self.analytics is not None else None
+        out: list[Sample] = []
+        for r in self._live():
+            if fn is None:
+                extra = {"stat": "EWMA", "quantile": q, "samples": 0, "window_s": 0.0}
+                out.append((*self._conn_labels(r), r.latency_ewma_ms, extra))
+                continue
+            value, n, _, used = self._call(fn, now, r.connection_id, q, window)
+            stat = f"p{100.0 * q:g} of {n} samples over the last {used:g}s"
+            extra = {"stat": stat, "quantile": q, "samples": n, "window_s": used}
+            out.append((*self._conn_labels(r), value if n >= min_n else math.nan, extra))
         return out
 
     def _m_latency_ms(self, p: Mapping[str, Any], now: float) -> list[Sample]:

@@ -6,17 +6,18 @@ alerts (``group_by``, ``group_wait``, ``group_interval``), drops muted ones (sil
 repeat interval (the seed's cooldown) per alert, and returns the :class:`~wsfinal.notifications.Notification`
 objects to send. ``await _check_alerts()`` is the asyncio shell: it reads the loop clock, calls
 ``check_alerts`` and delivers on every channel concurrently. See docs/alerts.md for the rules and their defaults.
+The rule definitions (``AlertType``, ``AlertRule``, ``DEFAULT_RULES``, ``resolve_rules``, ``RouteConfig``) live in
+:mod:`wsfinal.alert_config` and are importable from here too.
 
 Values come from a narrow, duck-typed interface: ``store.all()`` records and ``store.list_nodes(now)``,
 ``balancer.get_strategy_performance()`` and ``balancer.panic_selections``, ``analytics.get_anomalies(severity,
-hours)`` and ``analytics.get_connection_health_score(id)``; any of them may be ``None``. ``observe(rule, labels,
-value, now)`` feeds a value directly (tests, custom metrics).
+hours)``, ``analytics.get_connection_health_score(id)`` and ``analytics.latency_quantile(id, q, window_s)``; any
+of them may be ``None``. ``observe(rule, labels, value, now)`` feeds a value directly (tests, custom metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import logging
 import math
@@ -26,17 +27,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .alert_config import (  # re-exported: they lived here
+    ALERT_SEVERITIES,
+    DEFAULT_INHIBIT_RULES,
+    DEFAULT_RULES,
+    AlertRule,
+    AlertSeverity,
+    AlertType,
+    RouteConfig,
+    parse_alert_severity,
+    resolve_rules,
+)
 from .alert_rules import (
     COMPARATORS,
     AlertState,
     InhibitRule,
-    Matcher,
     MetricSources,
     Sample,
     SeriesState,
     Silence,
     Transition,
-    check_operator,
     condition_of,
     parse_matchers,
     step,
@@ -53,219 +63,25 @@ from .notifications import (
     deliver_all,
 )
 
+__all__ = [
+    "ALERT_SEVERITIES",
+    "DEFAULT_INHIBIT_RULES",
+    "DEFAULT_RULES",
+    "Alert",
+    "AlertEvent",
+    "AlertRule",
+    "AlertSeverity",
+    "AlertType",
+    "RouteConfig",
+    "WebSocketAlertManager",
+    "fingerprint_of",
+    "parse_alert_severity",
+    "resolve_rules",
+]
+
 logger = logging.getLogger("wsfinal.alerts")
 
-
-class AlertType(enum.Enum):
-    CONNECTION_FAILURE = "connection_failure"
-    HIGH_LATENCY = "high_latency"
-    HIGH_ERROR_RATE = "high_error_rate"
-    FREQUENT_RECONNECTS = "frequent_reconnects"
-    LOAD_BALANCER_ISSUES = "load_balancer_issues"
-    CLUSTER_NODE_DOWN = "cluster_node_down"
-    PERFORMANCE_DEGRADATION = "performance_degradation"
-    CAPACITY_WARNING = "capacity_warning"
-    ANOMALY_DETECTED = "anomaly_detected"
-    SYSTEM_HEALTH = "system_health"
-
-
-class AlertSeverity(enum.Enum):
-    INFO = "info"
-    WARNING = "warning"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_ORDER.index(self)
-
-    @classmethod
-    def parse(cls, value: str | AlertSeverity) -> AlertSeverity:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ConfigurationError("severity", value, "expected info, warning, high or critical") from None
-
-
 _INACTIVE = AlertState.INACTIVE
-_SEVERITY_ORDER = (AlertSeverity.INFO, AlertSeverity.WARNING, AlertSeverity.HIGH, AlertSeverity.CRITICAL)
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    """One rule: ``metric op threshold`` held for ``for_s`` fires an alert of ``alert_type`` at ``severity``.
-
-    ``metric`` names a series source of :class:`~wsfinal.alert_rules.MetricSources` (``None``: values only come from
-    :meth:`WebSocketAlertManager.observe`). ``title``/``message`` are ``str.format`` templates over the series'
-    labels plus ``value``, ``threshold``, ``for_s`` and the source's extra fields. ``params`` tune the source
-    (windows, minimum counts).
-    """
-
-    name: str
-    alert_type: AlertType
-    metric: str | None
-    op: str = ">"
-    threshold: float = 0.0
-    for_s: float = 0.0
-    keep_firing_for_s: float = 0.0
-    severity: AlertSeverity = AlertSeverity.WARNING
-    title: str = "{rule}"
-    message: str = "{rule}: value {value:.4g} {op} {threshold:.4g}"
-    labels: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        where = f"rules.{self.name}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError("rules[].name", self.name, "must be a non-empty string")
-        kind: Any = self.alert_type
-        if not isinstance(kind, AlertType):
-            try:
-                object.__setattr__(self, "alert_type", AlertType(str(kind).lower()))
-            except ValueError:
-                raise ConfigurationError(f"{where}.alert_type", self.alert_type, "unknown alert type") from None
-        object.__setattr__(self, "severity", AlertSeverity.parse(self.severity))
-        check_operator(self.op, f"{where}.op")
-        for key in ("threshold", "for_s", "keep_firing_for_s"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ConfigurationError(f"{where}.{key}", v, "must be a finite number")
-        if self.for_s < 0 or self.keep_firing_for_s < 0:
-            raise ConfigurationError(f"{where}.for_s", (self.for_s, self.keep_firing_for_s), "durations must be >= 0")
-        if self.metric is not None and self.metric not in MetricSources.METRICS:
-            known = ", ".join(sorted(MetricSources.METRICS))
-            raise ConfigurationError(f"{where}.metric", self.metric, f"unknown metric; known: {known}")
-
-
-_T = AlertType
-_S = AlertSeverity
-
-#: The default rules: one (or two) per alert type. Override by name through ``rules={name: {...}}``.
-DEFAULT_RULES: tuple[AlertRule, ...] = (
-    AlertRule("connection_failure", _T.CONNECTION_FAILURE, "connection_failed", ">=", 1, for_s=10, severity=_S.HIGH,
-              title="Connection {connection_id} failing",
-              message="Connection {connection_id} ({connection_type}) to {endpoint} is {state} "
-              "(not connected for {for_s:g}s)."),
-    AlertRule("high_latency", _T.HIGH_LATENCY, "latency_ms", ">", 500, for_s=30, severity=_S.WARNING,
-              title="High latency on {connection_id} ({node})",
-              message="Smoothed request latency of {connection_id} on {node} is {value:.1f} ms, above "
-              "{threshold:g} ms for at least {for_s:g}s."),
-    AlertRule("high_error_rate", _T.HIGH_ERROR_RATE, "error_rate", ">", 0.05, for_s=30, severity=_S.HIGH,
-              title="High error rate on {connection_id}",
-              message="{value:.1%} of requests on {connection_id} failed over the last {window_s:g}s "
-              "(threshold {threshold:.1%}).", params={"window_s": 60.0, "min_requests": 20}),
-    AlertRule("frequent_reconnects", _T.FREQUENT_RECONNECTS, "reconnects", ">=", 5, for_s=0, severity=_S.WARNING,
-              keep_firing_for_s=60, title="Frequent reconnects on {connection_id}",
-              message="{connection_id} reconnected {value:.0f} times in the last {window_s:g}s.",
-              params={"window_s": 300.0}),
-    AlertRule("load_balancer_issues", _T.LOAD_BALANCER_ISSUES, "balancer_success_rate", "<", 0.9, for_s=60,
-              severity=_S.HIGH, title="Load balancer strategy {strategy} failing",
-              message="Strategy {strategy} succeeded on {value:.1%} of {selections:.0f} selections "
-              "(threshold {threshold:.0%}).", params={"min_selections": 20}),
-    AlertRule("load_balancer_panic", _T.LOAD_BALANCER_ISSUES, "balancer_panics", ">", 0, for_s=0,
-              severity=_S.WARNING, keep_firing_for_s=60, title="Load balancer in panic mode ({connection_type})",
-              message="{value:.0f} selections in the last {window_s:g}s ignored health because too few "
-              "{connection_type} connections were healthy.", params={"window_s": 60.0}),
-    AlertRule("cluster_node_down", _T.CLUSTER_NODE_DOWN, "node_down", ">=", 1, for_s=0, severity=_S.CRITICAL,
-              title="Cluster node {node} down", message="Cluster node {node} ({address}) missed its heartbeats."),
-    AlertRule("performance_degradation", _T.PERFORMANCE_DEGRADATION, "latency_ratio", ">", 2.0, for_s=60,
-              severity=_S.WARNING, title="{connection_type} latency degraded",
-              message="Mean latency of {connection_type} connections is {value:.1f}x its baseline "
-              "({current_ms:.1f} ms vs {baseline_ms:.1f} ms).", params={"baseline_tau_s": 600.0}),
-    AlertRule("capacity_warning", _T.CAPACITY_WARNING, "capacity_ratio", ">", 0.8, for_s=0, severity=_S.WARNING,
-              title="Connection capacity at {value:.0%}",
-              message="{connections:.0f} of {max_connections:.0f} connections in use.",
-              params={"max_connections": 1000}),
-    AlertRule("capacity_forecast", _T.CAPACITY_WARNING, "capacity_anomalies", ">=", 1, for_s=0,
-              severity=_S.WARNING, keep_firing_for_s=300, title="Capacity forecast warning",
-              message="{description}", params={"window_s": 600.0, "min_severity": "low"}),
-    AlertRule("anomaly_detected", _T.ANOMALY_DETECTED, "anomalies", ">=", 1, for_s=0, severity=_S.WARNING,
-              keep_firing_for_s=120, title="Anomaly: {anomaly_type} on {subject}", message="{description}",
-              params={"window_s": 300.0, "min_severity": "high"}),
-    AlertRule("system_health", _T.SYSTEM_HEALTH, "system_health", "<", 50, for_s=60, severity=_S.CRITICAL,
-              title="System health low", message="Mean connection health is {value:.0f}/100 "
-              "(threshold {threshold:g}) over {connections:.0f} connections."),
-)  # fmt: skip
-
-_OVERRIDE_KEYS = {f for f in AlertRule.__dataclass_fields__ if f != "name"} | {"for", "keep_firing_for", "enabled"}
-
-
-def resolve_rules(rules: Mapping[str, Any] | Sequence[AlertRule] | None) -> list[AlertRule]:
-    """The rules to use. ``None``: the defaults. A sequence of :class:`AlertRule`: exactly those. A mapping
-    ``{name: {field: value} | AlertRule | None}``: the defaults with those fields overridden, those rules added,
-    and ``None`` (or ``{"enabled": False}``) removing one. Errors name ``rules.<name>.<key>``."""
-    if rules is None:
-        return list(DEFAULT_RULES)
-    if not isinstance(rules, Mapping):
-        out = list(rules)
-        for i, r in enumerate(out):
-            if not isinstance(r, AlertRule):
-                raise ConfigurationError(f"rules[{i}]", r, "must be an AlertRule")
-        names = [r.name for r in out]
-        if len(set(names)) != len(names):
-            raise ConfigurationError("rules", names, "rule names must be unique")
-        return out
-    by_name = {r.name: r for r in DEFAULT_RULES}
-    for name, spec in rules.items():
-        if spec is None:
-            by_name.pop(name, None)
-        elif isinstance(spec, AlertRule):
-            by_name[name] = replace(spec, name=name)
-        elif isinstance(spec, Mapping):
-            spec = dict(spec)
-            for key in spec:
-                if key not in _OVERRIDE_KEYS:
-                    raise ConfigurationError(f"rules.{name}.{key}", spec[key], "unknown rule setting")
-            if not spec.pop("enabled", True):
-                by_name.pop(name, None)
-                continue
-            if "for" in spec:
-                spec["for_s"] = spec.pop("for")
-            if "keep_firing_for" in spec:
-                spec["keep_firing_for_s"] = spec.pop("keep_firing_for")
-            if name in by_name:
-                base = by_name[name]
-                if "params" in spec:
-                    spec["params"] = {**base.params, **spec["params"]}
-                by_name[name] = replace(base, **spec)
-            else:
-                if "alert_type" not in spec or "metric" not in spec:
-                    raise ConfigurationError(f"rules.{name}", spec, "a new rule needs alert_type and metric")
-                by_name[name] = AlertRule(name=name, **spec)
-        else:
-            raise ConfigurationError(f"rules.{name}", spec, "expected a dict of settings, an AlertRule or None")
-    return list(by_name.values())
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    """Alertmanager's route timing. ``repeat_interval_s`` is the seed's cooldown; ``group_by`` names labels."""
-
-    group_by: tuple[str, ...] = ("alertname",)
-    group_wait_s: float = 30.0
-    group_interval_s: float = 300.0
-    repeat_interval_s: float = 4 * 3600.0
-    send_resolved: bool = True
-    receiver: str = "wsfinal"
-
-    def __post_init__(self) -> None:
-        for key in ("group_wait_s", "group_interval_s", "repeat_interval_s"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not math.isfinite(v):
-                raise ConfigurationError(f"route.{key}", v, "must be a finite number >= 0")
-        object.__setattr__(self, "group_by", tuple(self.group_by))
-
-
-#: Default inhibition: a node-down alert mutes the connection-failure alerts of connections on that node.
-DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
-    InhibitRule(
-        source=(Matcher("alert_type", "=", AlertType.CLUSTER_NODE_DOWN.value),),
-        target=(Matcher("alert_type", "=", AlertType.CONNECTION_FAILURE.value),),
-        equal=("node",),
-    ),
-)
 
 
 @dataclass(eq=False)
@@ -697,7 +513,7 @@ class WebSocketAlertManager:
 
     def get_alert_summary(self) -> dict[str, Any]:
         alerts = self.get_active_alerts()
-        by_sev = {s.value: 0 for s in AlertSeverity}
+        by_sev = {s.value: 0 for s in ALERT_SEVERITIES}
         by_type = {t.value: 0 for t in AlertType}
         for a in alerts:
             by_sev[a.severity.value] += 1

@@ -4,8 +4,10 @@ Connections (or the manager) call the ``record_*`` methods on their hot path: ea
 in-memory counters, a histogram and EWMAs. Periodically the shell calls ``_update_performance_metrics()`` (which
 closes the current interval into :class:`PerformanceMetrics` records per connection and per connection type, kept
 for ``retention_s``) and ``_detect_anomalies()`` (which feeds those records to the detectors of
-:mod:`wsfinal.anomaly`). Every method has a pure synchronous twin taking ``now``; the async ones only read the
-clock. The health score is :mod:`wsfinal.health`'s formula. Call everything from one thread (the event loop's).
+:mod:`wsfinal.anomaly` through :mod:`wsfinal.analytics_anomalies`). The record types and the strategy ranking
+live in :mod:`wsfinal.analytics_records` and are importable from here too. Every method has a pure synchronous
+twin taking ``now``; the async ones only read the clock. The health score is :mod:`wsfinal.health`'s formula.
+Call everything from one thread (the event loop's).
 """
 
 from __future__ import annotations
@@ -16,28 +18,26 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .anomaly import (
-    Anomaly,
-    AnomalyType,
-    Cusum,
-    Detector,
-    EwmaControlChart,
-    Prediction,
-    RobustZScore,
-    Severity,
-    forecast,
-)
+from .analytics_anomalies import AnomalyMonitor
+from .analytics_records import PerformanceMetrics, StrategyWindow, WindowedLatency, rank_strategies
+from .anomaly import Anomaly, Prediction, Severity, forecast
 from .config import ConnectionType, LoadBalancingStrategy
 from .exceptions import ConfigurationError, UnknownConnectionError, UsageError
 from .health import HealthInputs, health_score
 from .records import ConnectionRecord
 from .states import ConnectionState
-from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, SlidingWindowHistogram
+from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, WindowedQuantile
 
-__all__ = ["PerformanceMetrics", "Prediction", "WebSocketAnalytics"]
+__all__ = [
+    "PerformanceMetrics",
+    "Prediction",
+    "StrategyWindow",
+    "WebSocketAnalytics",
+    "WindowedLatency",
+    "rank_strategies",
+]
 
 logger = logging.getLogger("wsfinal.analytics")
 
@@ -49,45 +49,12 @@ class StoreView(Protocol):
     def all(self) -> list[ConnectionRecord]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PerformanceMetrics:
-    """One aggregation interval of one connection (``connection_id`` set) or one connection type (None).
-
-    Latencies in ms over the interval's samples (NaN when there were none); ``error_rate`` is errors divided by
-    errors plus successful operations (latency samples, or messages when no latency was recorded);
-    ``message_throughput`` is messages per second (both directions) over ``period_s``.
-    """
-
-    time: float
-    period_s: float
-    connection_type: ConnectionType
-    connection_id: str | None
-    samples: int
-    avg_latency_ms: float
-    p50_latency_ms: float
-    p95_latency_ms: float
-    p99_latency_ms: float
-    max_latency_ms: float
-    errors: int
-    error_rate: float
-    messages: int
-    message_throughput: float
-    bytes: int
-    reconnects: int
-    connections: int = 1
-    active_connections: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
-        out["connection_type"] = self.connection_type.value
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
-
-
 class _ConnStats:
     """Everything kept about one connection: the open interval and a few smoothed figures.
 
-    The latency EWMA (time constant 10 s) is updated inline on the hot path; the baseline is the connection's
-    median latency per interval, smoothed with a 10-minute time constant at each aggregation."""
+    The latency EWMA (time constant 10 s) and the recent-latency window are updated inline on the hot path; the
+    baseline is the connection's median latency per interval, smoothed with a 10-minute time constant at each
+    aggregation."""
 
     __slots__ = (
         "baseline",
@@ -99,14 +66,22 @@ class _ConnStats:
         "last_event",
         "lat_ewma",
         "lat_stamp",
+        "lat_window",
         "messages",
         "ops_w",
         "reconnects",
         "reconnects_w",
     )
 
-    def __init__(self, connection_type: ConnectionType, health_window_s: float, reconnect_window_s: float) -> None:
+    def __init__(
+        self,
+        connection_type: ConnectionType,
+        health_window_s: float,
+        reconnect_window_s: float,
+        latency_window_s: float,
+    ) -> None:
         self.connection_type = connection_type
+        self.lat_window = WindowedQuantile(latency_window_s, 10)
         self.hist = LatencyHistogram(0.01)
         self.errors = 0
         self.messages = 0
@@ -135,86 +110,6 @@ def _coerce_type(value: ConnectionType | str, where: str = "connection_type") ->
         raise ConfigurationError(where, value, f"expected a ConnectionType ({choices})") from None
 
 
-class StrategyWindow:
-    """Per-strategy outcomes over the last ``window_s``: success and failure counts and a latency histogram."""
-
-    def __init__(self, window_s: float) -> None:
-        self.window_s = window_s
-        self._ok: dict[str, SlidingWindowCounter] = {}
-        self._failed: dict[str, SlidingWindowCounter] = {}
-        self._latency: dict[str, SlidingWindowHistogram] = {}
-
-    def record(self, name: str, ok: bool, latency_ms: float | None, now: float) -> None:
-        if name not in self._ok:
-            self._ok[name] = SlidingWindowCounter(self.window_s, 30)
-            self._failed[name] = SlidingWindowCounter(self.window_s, 30)
-            self._latency[name] = SlidingWindowHistogram(self.window_s, 15)
-        (self._ok if ok else self._failed)[name].add(now)
-        if latency_ms is not None and ok:
-            self._latency[name].record(latency_ms, now)
-
-    def summary(self, now: float) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for name in self._ok:
-            ok = self._ok[name].total(now)
-            failed = self._failed[name].total(now)
-            if ok + failed == 0:
-                continue
-            h = self._latency[name].merged(now)
-            p50, p95, p99 = h.percentiles([50, 95, 99])
-            out[name] = {
-                "requests": ok + failed,
-                "succeeded": ok,
-                "failed": failed,
-                "success_rate": ok / (ok + failed),
-                "mean_latency_ms": h.mean,
-                "p50_latency_ms": p50,
-                "p95_latency_ms": p95,
-                "p99_latency_ms": p99,
-            }
-        return out
-
-
-def rank_strategies(
-    summary: dict[str, dict[str, float]], min_samples: int, window_s: float, tolerance: float = 0.01
-) -> dict[str, Any]:
-    """Rank strategies: those with at least ``min_samples`` requests, first by success rate (rates within
-    ``tolerance`` of the best count as tied), then by lower p95 latency. Returns the numbers and a sentence."""
-    eligible = {k: v for k, v in summary.items() if v["requests"] >= min_samples}
-    best_rate = max((v["success_rate"] for v in eligible.values()), default=math.nan)
-
-    def key(name: str) -> tuple[bool, float, float]:
-        v = eligible[name]
-        p95 = v["p95_latency_ms"]
-        return (v["success_rate"] < best_rate - tolerance, p95 if not math.isnan(p95) else math.inf, -v["success_rate"])
-
-    ranking = sorted(eligible, key=key)
-    best = ranking[0] if ranking else None
-    if best is None:
-        reason = f"no strategy has {min_samples} requests in the last {window_s:.0f} s yet"
-    else:
-        b = eligible[best]
-        reason = (
-            f"{best} served best over the last {window_s:.0f} s: {100 * b['success_rate']:.2f}% of "
-            f"{b['requests']:.0f} requests succeeded, p95 latency {b['p95_latency_ms']:.1f} ms"
-        )
-        if len(ranking) > 1:
-            r = eligible[ranking[1]]
-            reason += f" (next: {ranking[1]}, {100 * r['success_rate']:.2f}% and p95 {r['p95_latency_ms']:.1f} ms)"
-        reason += "."
-    return {
-        "window_s": window_s,
-        "min_samples": min_samples,
-        "strategies": summary,
-        "ranking": ranking,
-        "best_strategy": best,
-        "reason": reason,
-    }
-
-
-_SeriesKey = tuple[str, str]  # (subject id: connection id or "type:<value>", metric)
-
-
 class WebSocketAnalytics:
     """Streaming analytics for the manager's connections. ``store`` is optional (state and staleness come
     from it when given); ``clock`` defaults to the running event loop's ``time()``.
@@ -241,6 +136,7 @@ class WebSocketAnalytics:
         refractory_intervals: int = 5,
         health_window_s: float = 60.0,
         reconnect_window_s: float = 300.0,
+        latency_window_s: float = 10.0,
         stale_after_s: float = 90.0,
         latency_threshold_ms: float = 1000.0,
         throughput_capacity: float | dict[ConnectionType, float] | None = None,
@@ -254,6 +150,7 @@ class WebSocketAnalytics:
             ("connection_retention_s", connection_retention_s),
             ("health_window_s", health_window_s),
             ("reconnect_window_s", reconnect_window_s),
+            ("latency_window_s", latency_window_s),
             ("stale_after_s", stale_after_s),
             ("prediction_window_s", prediction_window_s),
             ("prediction_horizon_s", prediction_horizon_s),
@@ -269,11 +166,9 @@ class WebSocketAnalytics:
         self.connection_retention_s = float(connection_retention_s)
         self.max_records = max_records
         self.max_connection_records = max_connection_records
-        self.detector_warmup = detector_warmup
-        self.detector_window = detector_window
-        self.refractory_intervals = refractory_intervals
         self.health_window_s = float(health_window_s)
         self.reconnect_window_s = float(reconnect_window_s)
+        self.latency_window_s = float(latency_window_s)
         self.stale_after_s = float(stale_after_s)
         self.latency_threshold_ms = latency_threshold_ms
         self.throughput_capacity = throughput_capacity
@@ -284,16 +179,26 @@ class WebSocketAnalytics:
         self._type_history: dict[ConnectionType, deque[PerformanceMetrics]] = {}
         self._conn_history: dict[str, deque[PerformanceMetrics]] = {}
         self._pending: list[PerformanceMetrics] = []
-        self._detectors: dict[_SeriesKey, list[Detector]] = {}
-        self._anomalies: deque[Anomaly] = deque(maxlen=max_anomalies)
-        self._listeners: list[Callable[[Anomaly], None]] = []
+        self._monitor = AnomalyMonitor(
+            warmup=detector_warmup,
+            window=detector_window,
+            refractory_intervals=refractory_intervals,
+            max_anomalies=max_anomalies,
+        )
         self._last_update: float | None = None
         self._first_event: float | None = None
-        self._open_episodes: set[tuple[str, str]] = set()
         self._strategies = StrategyWindow(insight_window_s)
         self._interval_s = 60.0
         self.peer_cache_s = 1.0
         self._peer_cache: dict[ConnectionType, tuple[float, list[float]]] = {}
+
+    # detector settings, kept on the anomaly monitor
+    detector_warmup = property(lambda self: self._monitor.warmup)
+    detector_window = property(lambda self: self._monitor.window)
+    refractory_intervals = property(
+        lambda self: self._monitor.refractory_intervals,
+        lambda self, v: setattr(self._monitor, "refractory_intervals", v),
+    )
 
     # -- time -------------------------------------------------------------------------------------------------
     def _now(self, now: float | None = None) -> float:
@@ -314,7 +219,7 @@ class WebSocketAnalytics:
         st = self._conns.get(connection_id)
         if st is None:
             st = self._conns[connection_id] = _ConnStats(
-                _coerce_type(connection_type), self.health_window_s, self.reconnect_window_s
+                _coerce_type(connection_type), self.health_window_s, self.reconnect_window_s, self.latency_window_s
             )
             if self._first_event is None:
                 self._first_event = now
@@ -391,9 +296,7 @@ class WebSocketAnalytics:
     def forget_connection(self, connection_id: str) -> None:
         """Drop what is kept about a connection (its history stays until retention removes it)."""
         self._conns.pop(connection_id, None)
-        self._open_episodes.discard((connection_id, "stale"))
-        for key in [k for k in self._detectors if k[0] == connection_id]:
-            del self._detectors[key]
+        self._monitor.forget(connection_id)
 
     # -- aggregation ------------------------------------------------------------------------------------------
     def update_performance_metrics(self, now: float) -> list[PerformanceMetrics]:
@@ -494,123 +397,33 @@ class WebSocketAnalytics:
                 h.popleft()
             if not h:
                 del self._conn_history[cid]
-        while self._anomalies and self._anomalies[0].time < now - self.retention_s:
-            self._anomalies.popleft()
+        self._monitor.prune(now - self.retention_s)
 
     async def _update_performance_metrics(self) -> list[PerformanceMetrics]:
         """Periodic aggregation (the seed's name): :meth:`update_performance_metrics` at the clock's now."""
         return self.update_performance_metrics(self._now())
 
-    # -- anomalies --------------------------------------------------------------------------------------------
+    # -- anomalies (wsfinal.analytics_anomalies) --------------------------------------------------------------
     def add_anomaly_listener(self, callback: Callable[[Anomaly], None]) -> None:
         """Call ``callback(anomaly)`` for each new anomaly (the alert manager subscribes here). A callback that
         raises is logged and does not stop detection."""
-        self._listeners.append(callback)
-
-    def _make_detectors(self, subject: str, metric: str, cid: str | None, ctype: ConnectionType) -> list[Detector]:
-        common: dict[str, Any] = {
-            "connection_id": cid,
-            "connection_type": ctype.value,
-            "subject": subject,
-            "warmup": self.detector_warmup,
-        }
-        w = self.detector_window
-        if metric == "latency":
-            lat = dict(common, metric="p95 latency", unit="ms", min_abs_delta=1.0, min_rel_delta=0.5)
-            return [
-                RobustZScore(up=AnomalyType.LATENCY_SPIKE, window=w, **lat),
-                EwmaControlChart(up=AnomalyType.PERFORMANCE_DEGRADATION, **dict(lat, min_rel_delta=0.2)),
-                Cusum(up=AnomalyType.LEVEL_SHIFT, **dict(lat, min_rel_delta=0.2)),
-            ]
-        if metric == "error_rate":
-            return [
-                RobustZScore(
-                    up=AnomalyType.ERROR_BURST,
-                    window=w,
-                    min_scale=0.005,
-                    min_abs_delta=0.02,
-                    metric="error rate",
-                    **dict(common, warmup=3),
-                )
-            ]
-        if metric == "reconnects":
-            return [
-                RobustZScore(
-                    up=AnomalyType.RECONNECT_STORM,
-                    window=w,
-                    min_scale=0.5,
-                    min_abs_delta=3.0,
-                    metric="reconnects per interval",
-                    **dict(common, warmup=3),
-                )
-            ]
-        if metric == "throughput":
-            thr = dict(common, metric="message throughput", unit="msg/s", min_rel_delta=0.5)
-            return [
-                RobustZScore(up=None, down=AnomalyType.THROUGHPUT_DROP, window=w, **thr),
-                Cusum(up=None, down=AnomalyType.THROUGHPUT_DROP, **dict(thr, min_rel_delta=0.3)),
-            ]
-        raise ValueError(metric)  # pragma: no cover - internal
-
-    def _feed(self, m: PerformanceMetrics, metric: str, value: float) -> list[Anomaly]:
-        subject_id = m.connection_id if m.connection_id is not None else f"type:{m.connection_type.value}"
-        key = (subject_id, metric)
-        dets = self._detectors.get(key)
-        if dets is None:
-            subject = (
-                f"connection {m.connection_id}"
-                if m.connection_id is not None
-                else f"{m.connection_type.value} connections"
-            )
-            dets = self._detectors[key] = self._make_detectors(subject, metric, m.connection_id, m.connection_type)
-        best: Anomaly | None = None
-        refractory = self.refractory_intervals * self._interval_s  # follows the actual aggregation interval
-        for d in dets:
-            d.refractory_s = (
-                refractory  # every detector sees every value; the series reports at most one anomaly per round
-            )
-            a = d.update(value, m.time)
-            if a is not None and (best is None or a.severity.rank > best.severity.rank):
-                best = a
-        return [best] if best is not None else []
+        self._monitor.listeners.append(callback)
 
     def detect_anomalies(self, now: float) -> list[Anomaly]:
         """Feed the records made since the last call to the detectors; check staleness and forecasts.
 
         Returns the new anomalies (also kept for ``retention_s`` and passed to the listeners)."""
-        found: list[Anomaly] = []
         pending, self._pending = self._pending, []
-        for m in pending:
-            if m.samples:
-                found += self._feed(m, "latency", m.p95_latency_ms)
-            if m.samples or m.messages or m.errors:
-                found += self._feed(m, "error_rate", m.error_rate)
-            found += self._feed(m, "reconnects", float(m.reconnects))
-            if m.connection_id is None and m.period_s > 0:
-                found += self._feed(m, "throughput", m.message_throughput)
-        found += self._check_stale(now)
-        found += self._check_predictions(now)
-        for a in found:
-            self._anomalies.append(a)
-            for cb in self._listeners:
-                try:
-                    cb(a)
-                except Exception:
-                    logger.exception("anomaly listener %r failed", cb)
+        found = self._monitor.feed_records(pending, self._interval_s)
+        if self.store is not None:
+            found += self._monitor.check_stale(self.store.all(), self._stale_after, self._last_activity, now)
+        found += self._monitor.check_predictions(self.get_predictions(now), self.prediction_horizon_s, now)
+        self._monitor.publish(found)
         return found
 
     async def _detect_anomalies(self) -> list[Anomaly]:
         """Periodic detection (the seed's name): :meth:`detect_anomalies` at the clock's now."""
         return self.detect_anomalies(self._now())
-
-    def _episode(self, key: tuple[str, str], active: bool) -> bool:
-        """True when an episode starts (active now, not before); closes it when inactive."""
-        if active and key not in self._open_episodes:
-            self._open_episodes.add(key)
-            return True
-        if not active:
-            self._open_episodes.discard(key)
-        return False
 
     def _stale_after(self, rec: ConnectionRecord) -> float:
         """The store's own limit when it has one (``stale_after(record)``), else 3 x the heartbeat interval."""
@@ -621,68 +434,11 @@ class WebSocketAnalytics:
             return 3.0 * rec.config.heartbeat_interval_seconds
         return self.stale_after_s
 
-    def _check_stale(self, now: float) -> list[Anomaly]:
-        if self.store is None:
-            return []
-        out = []
-        records = self.store.all()
-        for rec in records:
-            limit = self._stale_after(rec)
-            silent = now - self._last_activity(rec)
-            is_stale = rec.state is ConnectionState.CONNECTED and silent > limit
-            if self._episode((rec.connection_id, "stale"), is_stale):
-                out.append(
-                    Anomaly(
-                        anomaly_type=AnomalyType.STALE_CONNECTION,
-                        severity=Severity.HIGH if silent > 2 * limit else Severity.MEDIUM,
-                        description=(
-                            f"Connection {rec.connection_id} says it is connected but nothing has arrived for "
-                            f"{silent:.0f} s (limit {limit:.0f} s): it may be half-open."
-                        ),
-                        time=now,
-                        value=silent,
-                        expected=limit,
-                        score=silent / limit,
-                        method="threshold",
-                        metric="seconds since last activity",
-                        connection_id=rec.connection_id,
-                        connection_type=rec.connection_type.value,
-                    )
-                )
-        ids = {rec.connection_id for rec in records}
-        self._open_episodes = {k for k in self._open_episodes if k[1] != "stale" or k[0] in ids}
-        return out
-
-    def _check_predictions(self, now: float) -> list[Anomaly]:
-        out = []
-        for p in self.get_predictions(now):
-            key = (f"type:{p.connection_type.value if p.connection_type else '*'}", f"forecast:{p.metric}")
-            if self._episode(key, p.warning):
-                out.append(
-                    Anomaly(
-                        anomaly_type=AnomalyType.CAPACITY_WARNING,
-                        severity=Severity.HIGH if (p.eta_s or 0.0) < self.prediction_horizon_s / 3 else Severity.MEDIUM,
-                        description=p.description,
-                        time=now,
-                        value=p.current,
-                        expected=p.threshold if p.threshold is not None else math.nan,
-                        score=p.eta_s if p.eta_s is not None else math.nan,
-                        method="linear_trend",
-                        metric=p.metric,
-                        connection_type=p.connection_type.value if p.connection_type else None,
-                        details={"eta_s": p.eta_s, "slope_per_s": p.slope_per_s, "r2": p.r2},
-                    )
-                )
-        return out
-
     def get_anomalies(
         self, severity: Severity | str | None = "high", hours: float = 1.0, now: float | None = None
     ) -> list[Anomaly]:
         """Anomalies of the last ``hours`` whose severity is AT LEAST ``severity`` (None: all), oldest first."""
-        t = self._now(now)
-        floor = Severity.parse(severity).rank if severity is not None else -1
-        since = t - hours * 3600.0
-        return [a for a in self._anomalies if a.time >= since and a.severity.rank >= floor]
+        return self._monitor.get(severity, self._now(now) - hours * 3600.0)
 
     # -- queries ----------------------------------------------------------------------------------------------
     def get_performance_metrics(
@@ -769,6 +525,23 @@ class WebSocketAnalytics:
 
         return at(n // 2) if n % 2 else 0.5 * (at(n // 2 - 1) + at(n // 2))
 
+    def latency_quantile(
+        self, connection_id: str, quantile: float = 0.9, window_s: float | None = None, now: float | None = None
+    ) -> WindowedLatency:
+        """The ``quantile`` (0-1) of the connection's latency samples (requests and pings, ms) of the last
+        ``window_s`` seconds (default and at most ``latency_window_s``; resolution a tenth of it), within 2 %.
+
+        ``samples`` says how many there were: compare it with a minimum before trusting the value (one sample is
+        its own p90). An unknown or forgotten connection, or one without samples in the window, gives NaN and 0.
+        """
+        t = self._now(now)
+        window = self.latency_window_s if window_s is None else min(float(window_s), self.latency_window_s)
+        st = self._conns.get(connection_id)
+        if st is None:
+            return WindowedLatency(math.nan, 0, quantile, window)
+        value, n = st.lat_window.quantile(quantile, t, window)
+        return WindowedLatency(value, n, quantile, window)
+
     def get_connection_health_score(self, connection_id: str, now: float | None = None) -> float:
         """0-100 by the formula of :mod:`wsfinal.health` (100 = healthy)."""
         return health_score(self.health_inputs(connection_id, now))
@@ -824,9 +597,10 @@ class WebSocketAnalytics:
 
 
 def _fold_latency(st: _ConnStats, latency_ms: float, t: float) -> None:
-    """One latency sample into a connection's histogram, time-weighted EWMA and operation window (the shared
-    part of ``record_latency`` and ``record_answer``)."""
+    """One latency sample into a connection's histogram, time-weighted EWMA, recent-latency window and operation
+    window (the shared part of ``record_latency`` and ``record_answer``)."""
     st.hist.record(latency_ms)
+    st.lat_window.add(latency_ms, t)
     e = st.lat_ewma
     if e != e:  # first sample
         st.lat_ewma = latency_ms

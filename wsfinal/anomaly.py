@@ -37,6 +37,8 @@ from .exceptions import ConfigurationError
 from .stats import linear_trend
 
 __all__ = [
+    "ALERT_SEVERITIES",
+    "ANOMALY_SEVERITIES",
     "Anomaly",
     "AnomalyType",
     "Cusum",
@@ -51,16 +53,21 @@ __all__ = [
 
 
 class Severity(enum.StrEnum):
-    """How bad an anomaly is. Compare with :attr:`rank` (``low`` < ``medium`` < ``high`` < ``critical``)."""
+    """How bad an anomaly or an alert is: the one severity scale of wsfinal (``wsfinal.alerts.AlertSeverity`` is
+    this class). Anomalies use ``ANOMALY_SEVERITIES`` (low, medium, high, critical), alerts ``ALERT_SEVERITIES``
+    (info, warning, high, critical). Compare with :attr:`rank`, which puts both on one scale of four levels:
+    info = low (0) < warning = medium (1) < high (2) < critical (3)."""
 
+    INFO = "info"
     LOW = "low"
+    WARNING = "warning"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
 
     @property
     def rank(self) -> int:
-        return _SEVERITY_ORDER.index(self)
+        return _RANK[self]
 
     @classmethod
     def parse(cls, value: str | Severity) -> Severity:
@@ -74,7 +81,18 @@ class Severity(enum.StrEnum):
             raise ConfigurationError("severity", value, f"expected one of {choices}") from None
 
 
-_SEVERITY_ORDER = (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)
+_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 0,
+    Severity.WARNING: 1,
+    Severity.MEDIUM: 1,
+    Severity.HIGH: 2,
+    Severity.CRITICAL: 3,
+}
+#: The severities an anomaly may have, by rank.
+ANOMALY_SEVERITIES = (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)
+#: The severities an alert may have, by rank.
+ALERT_SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.HIGH, Severity.CRITICAL)
 
 
 class AnomalyType(enum.StrEnum):
@@ -288,7 +306,7 @@ class Detector:
         )
         return Anomaly(
             anomaly_type=kind,
-            severity=_SEVERITY_ORDER[rank],
+            severity=ANOMALY_SEVERITIES[rank],
             description=text,
             time=now,
             value=value,

@@ -1,4 +1,5 @@
-"""Streaming statistics: a log-bucketed latency histogram, EWMAs, sliding-window counters and a trend fit.
+"""Streaming statistics: a log-bucketed latency histogram, EWMAs, sliding windows (the trend fits are in
+:mod:`wsfinal.trend`, importable from here too).
 
 Everything here is pure: no clock reads, no threads, no I/O. Time is a parameter (``now``, seconds on the event
 loop's clock) and each object keeps bounded memory however many samples it is fed. The analytics, the balancer and
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ConfigurationError
+from .trend import HoltTrend, TrendFit, linear_trend  # re-exported: they lived here
 
 __all__ = [
     "Ewma",
@@ -34,6 +35,7 @@ __all__ = [
     "SlidingWindowCounter",
     "SlidingWindowHistogram",
     "TrendFit",
+    "WindowedQuantile",
     "linear_trend",
 ]
 
@@ -464,83 +466,121 @@ class SlidingWindowHistogram:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class TrendFit:
-    """Least-squares line ``value = level + slope * (t - t_ref)``, fitted at ``t_ref`` (the last time)."""
+class WindowedQuantile:
+    """Quantiles of the samples of the last ``window_s`` seconds (Prometheus' ``histogram_quantile`` over a
+    ``rate(...[window])``), in bounded memory and O(1) amortised work per sample.
 
-    level: float
-    slope: float
-    t_ref: float
-    r2: float
-    n: int
-
-    def at(self, t: float) -> float:
-        return self.level + self.slope * (t - self.t_ref)
-
-    def time_to(self, threshold: float) -> float | None:
-        """Seconds after ``t_ref`` until the line equals ``threshold``; None if it never does from here."""
-        gap = threshold - self.level
-        if gap == 0.0:
-            return 0.0
-        if self.slope == 0.0 or (gap > 0.0) != (self.slope > 0.0):
-            return None
-        return gap / self.slope
-
-
-def linear_trend(times: Sequence[float], values: Sequence[float]) -> TrendFit | None:
-    """Ordinary least squares over paired samples; None with fewer than 3 points or no time spread."""
-    n = len(times)
-    if n != len(values):
-        raise ValueError(f"linear_trend: {n} times but {len(values)} values")
-    if n < 3:
-        return None
-    mt = math.fsum(times) / n
-    mv = math.fsum(values) / n
-    sxx = math.fsum((t - mt) ** 2 for t in times)
-    if sxx <= 0.0:
-        return None
-    sxy = math.fsum((t - mt) * (v - mv) for t, v in zip(times, values))
-    syy = math.fsum((v - mv) ** 2 for v in values)
-    slope = sxy / sxx
-    t_ref = times[-1]
-    level = mv + slope * (t_ref - mt)
-    r2 = (sxy * sxy) / (sxx * syy) if syy > 0.0 else 1.0
-    return TrendFit(level=level, slope=slope, t_ref=t_ref, r2=r2, n=n)
-
-
-class HoltTrend:
-    """Holt's linear exponential smoothing (level + trend), for irregular sample times.
-
-    ``alpha`` smooths the level, ``beta`` the trend (per-second slope). ``forecast(t)`` extrapolates the line.
+    ``slots`` time slots (the window is the slot holding ``now`` and the ``slots - 1`` before it, so it reaches
+    back between ``window_s - slot`` and ``window_s`` seconds, as :class:`SlidingWindowCounter`), each a sparse
+    log-bucketed histogram (bucket -> count, DDSketch buckets of relative error ``alpha``), plus running totals
+    over the whole window: ``add`` updates two dict entries; a slot leaving the window is subtracted once.
+    ``quantile(q, now)`` sorts the occupied buckets (a few dozen) and returns the representative of the bucket
+    holding the sample of rank ``floor(q * (n - 1))`` (numpy ``method="lower"``): within relative error
+    ``alpha`` of that sample; values at or below ``lowest`` count as 0. Memory: the occupied buckets of each slot.
     """
 
-    __slots__ = ("alpha", "beta", "level", "n", "slope", "stamp")
+    __slots__ = ("_cur", "_head", "_inv_lg", "_inv_lowest", "_inv_slot", "_lg", "_nb", "_slots", "_totals", "alpha",
+                 "lowest", "window_s")  # fmt: skip
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.1) -> None:
-        for name, v in (("alpha", alpha), ("beta", beta)):
-            if not 0.0 < v <= 1.0:
-                raise ConfigurationError(name, v, "must be in (0, 1]")
+    def __init__(self, window_s: float = 10.0, slots: int = 10, alpha: float = 0.02, lowest: float = 1e-3) -> None:
+        if not (isinstance(window_s, int | float) and 0.0 < window_s < math.inf):
+            raise ConfigurationError("window_s", window_s, "must be a finite number > 0")
+        if not (isinstance(slots, int) and slots >= 1):
+            raise ConfigurationError("slots", slots, "must be an integer >= 1")
+        if not 0.0 < alpha < 1.0:
+            raise ConfigurationError("alpha", alpha, "must be in (0, 1)")
+        if not lowest > 0.0:
+            raise ConfigurationError("lowest", lowest, "must be > 0")
+        self.window_s = float(window_s)
         self.alpha = alpha
-        self.beta = beta
-        self.level = math.nan
-        self.slope = 0.0
-        self.stamp = 0.0
-        self.n = 0
+        self.lowest = lowest
+        self._inv_lowest = 1.0 / lowest
+        self._nb = slots
+        self._inv_slot = slots / self.window_s
+        self._lg = _log((1.0 + alpha) / (1.0 - alpha))
+        self._inv_lg = 1.0 / self._lg
+        self._slots: list[dict[int, int]] = [{} for _ in range(slots)]
+        self._totals: dict[int, int] = {}
+        self._head: int | None = None  # absolute number of the newest slot
+        self._cur = self._slots[0]  # its histogram
 
-    def update(self, value: float, now: float) -> None:
-        if self.n == 0:
-            self.level = value
+    def _expire(self, slot: int) -> None:
+        """Make ``slot`` (newer than the head) the head: subtract the slots leaving the window from the totals."""
+        head = self._head
+        if head is None or slot - head >= self._nb:
+            for d in self._slots:
+                d.clear()
+            self._totals.clear()
         else:
-            dt = now - self.stamp
-            if dt <= 0.0:
-                self.level = self.level + self.alpha * (value - self.level)
-                return
-            predicted = self.level + self.slope * dt
-            new_level = self.alpha * value + (1.0 - self.alpha) * predicted
-            self.slope = self.beta * (new_level - self.level) / dt + (1.0 - self.beta) * self.slope
-            self.level = new_level
-        self.stamp = now
-        self.n += 1
+            totals = self._totals
+            for s in range(head + 1, slot + 1):
+                d = self._slots[s % self._nb]
+                for key, c in d.items():
+                    left = totals[key] - c
+                    if left:
+                        totals[key] = left
+                    else:
+                        del totals[key]
+                d.clear()
+        self._head = slot
+        self._cur = self._slots[slot % self._nb]
 
-    def forecast(self, t: float) -> float:
-        return self.level + self.slope * (t - self.stamp)
+    def add(self, value: float, now: float) -> None:
+        """One sample at ``now``. A sample older than the window is ignored; times may go back within it."""
+        slot = int(now * self._inv_slot) if now >= 0.0 else math.floor(now * self._inv_slot)
+        if slot == self._head:
+            d = self._cur
+        else:
+            head = self._head
+            if head is None or slot > head:
+                self._expire(slot)
+                d = self._cur
+            elif slot <= head - self._nb:
+                return
+            else:
+                d = self._slots[slot % self._nb]
+        key = int(_log(value * self._inv_lowest) * self._inv_lg) if value > self.lowest else -1
+        d[key] = d.get(key, 0) + 1
+        totals = self._totals
+        totals[key] = totals.get(key, 0) + 1
+
+    def count(self, now: float, window_s: float | None = None) -> int:
+        """Samples in the window ending at ``now`` (the last ``window_s`` seconds, at most the full window)."""
+        return sum(self._counts(now, window_s).values())
+
+    def _counts(self, now: float, window_s: float | None) -> dict[int, int]:
+        if self._head is None:
+            return {}
+        slot = math.floor(now * self._inv_slot)
+        if slot > self._head:
+            self._expire(slot)
+        assert self._head is not None
+        m = self._nb if window_s is None else min(self._nb, max(1, math.ceil(window_s * self._inv_slot - 1e-9)))
+        if m >= self._nb:
+            return self._totals
+        merged: dict[int, int] = {}
+        for s in range(self._head - m + 1, self._head + 1):
+            for key, c in self._slots[s % self._nb].items():
+                merged[key] = merged.get(key, 0) + c
+        return merged
+
+    def quantile(self, q: float, now: float, window_s: float | None = None) -> tuple[float, int]:
+        """``(estimate, samples)``: the ``q``-quantile (0 <= q <= 1) of the samples of the last ``window_s``
+        seconds (default and at most: the full window) ending at ``now``, and how many there are; NaN when none.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"WindowedQuantile.quantile: q must be in [0, 1], got {q!r}")
+        counts = self._counts(now, window_s)
+        n = sum(counts.values())
+        if n == 0:
+            return math.nan, 0
+        rank = math.floor(q * (n - 1))
+        seen = 0
+        for key in sorted(counts):
+            seen += counts[key]
+            if seen > rank:
+                if key < 0:
+                    return 0.0, n
+                # the bucket [lowest*g^k, lowest*g^(k+1)) answers 2*lowest*g^(k+1)/(g+1): within alpha of all of it
+                return self.lowest * _exp((key + 1) * self._lg) * (1.0 - self.alpha), n
+        raise AssertionError("counts do not add up")  # pragma: no cover

@@ -1,0 +1,139 @@
+"""What :mod:`wsfinal.analytics` reports, and how it ranks strategies (split from that module).
+
+:class:`PerformanceMetrics` is one aggregation interval of one connection or type; :class:`WindowedLatency` is a
+connection's recent latency quantile; :class:`StrategyWindow` keeps per-strategy outcomes over a trailing window
+and :func:`rank_strategies` turns its summary into the optimisation insight. All pure; every name is also
+importable from :mod:`wsfinal.analytics`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .config import ConnectionType
+from .stats import SlidingWindowCounter, SlidingWindowHistogram
+
+__all__ = ["PerformanceMetrics", "StrategyWindow", "WindowedLatency", "rank_strategies"]
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceMetrics:
+    """One aggregation interval of one connection (``connection_id`` set) or one connection type (None).
+
+    Latencies in ms over the interval's samples (NaN when there were none); ``error_rate`` is errors divided by
+    errors plus successful operations (latency samples, or messages when no latency was recorded);
+    ``message_throughput`` is messages per second (both directions) over ``period_s``.
+    """
+
+    time: float
+    period_s: float
+    connection_type: ConnectionType
+    connection_id: str | None
+    samples: int
+    avg_latency_ms: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+    p99_latency_ms: float
+    max_latency_ms: float
+    errors: int
+    error_rate: float
+    messages: int
+    message_throughput: float
+    bytes: int
+    reconnects: int
+    connections: int = 1
+    active_connections: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
+        out["connection_type"] = self.connection_type.value
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+class WindowedLatency(NamedTuple):
+    """:meth:`WebSocketAnalytics.latency_quantile`'s answer: the ``quantile`` of one connection's latency
+    samples (ms) over the last ``window_s`` seconds, and how many samples there were (``value`` NaN when none)."""
+
+    value: float
+    samples: int
+    quantile: float
+    window_s: float
+
+
+class StrategyWindow:
+    """Per-strategy outcomes over the last ``window_s``: success and failure counts and a latency histogram."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._ok: dict[str, SlidingWindowCounter] = {}
+        self._failed: dict[str, SlidingWindowCounter] = {}
+        self._latency: dict[str, SlidingWindowHistogram] = {}
+
+    def record(self, name: str, ok: bool, latency_ms: float | None, now: float) -> None:
+        if name not in self._ok:
+            self._ok[name] = SlidingWindowCounter(self.window_s, 30)
+            self._failed[name] = SlidingWindowCounter(self.window_s, 30)
+            self._latency[name] = SlidingWindowHistogram(self.window_s, 15)
+        (self._ok if ok else self._failed)[name].add(now)
+        if latency_ms is not None and ok:
+            self._latency[name].record(latency_ms, now)
+
+    def summary(self, now: float) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name in self._ok:
+            ok = self._ok[name].total(now)
+            failed = self._failed[name].total(now)
+            if ok + failed == 0:
+                continue
+            h = self._latency[name].merged(now)
+            p50, p95, p99 = h.percentiles([50, 95, 99])
+            out[name] = {
+                "requests": ok + failed,
+                "succeeded": ok,
+                "failed": failed,
+                "success_rate": ok / (ok + failed),
+                "mean_latency_ms": h.mean,
+                "p50_latency_ms": p50,
+                "p95_latency_ms": p95,
+                "p99_latency_ms": p99,
+            }
+        return out
+
+
+def rank_strategies(
+    summary: dict[str, dict[str, float]], min_samples: int, window_s: float, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Rank strategies: those with at least ``min_samples`` requests, first by success rate (rates within
+    ``tolerance`` of the best count as tied), then by lower p95 latency. Returns the numbers and a sentence."""
+    eligible = {k: v for k, v in summary.items() if v["requests"] >= min_samples}
+    best_rate = max((v["success_rate"] for v in eligible.values()), default=math.nan)
+
+    def key(name: str) -> tuple[bool, float, float]:
+        v = eligible[name]
+        p95 = v["p95_latency_ms"]
+        return (v["success_rate"] < best_rate - tolerance, p95 if not math.isnan(p95) else math.inf, -v["success_rate"])
+
+    ranking = sorted(eligible, key=key)
+    best = ranking[0] if ranking else None
+    if best is None:
+        reason = f"no strategy has {min_samples} requests in the last {window_s:.0f} s yet"
+    else:
+        b = eligible[best]
+        reason = (
+            f"{best} served best over the last {window_s:.0f} s: {100 * b['success_rate']:.2f}% of "
+            f"{b['requests']:.0f} requests succeeded, p95 latency {b['p95_latency_ms']:.1f} ms"
+        )
+        if len(ranking) > 1:
+            r = eligible[ranking[1]]
+            reason += f" (next: {ranking[1]}, {100 * r['success_rate']:.2f}% and p95 {r['p95_latency_ms']:.1f} ms)"
+        reason += "."
+    return {
+        "window_s": window_s,
+        "min_samples": min_samples,
+        "strategies": summary,
+        "ranking": ranking,
+        "best_strategy": best,
+        "reason": reason,
+    }
