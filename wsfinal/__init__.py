@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .alerts import Alert, AlertRule, AlertSeverity, AlertType, RouteConfig, WebSocketAlertManager
 from .analytics import PerformanceMetrics, Prediction, WebSocketAnalytics
+from .analytics_records import WindowedLatency
 from .anomaly import Anomaly, AnomalyType, Cusum, EwmaControlChart, RobustZScore, Severity
 from .balancer import Selection, WebSocketLoadBalancer
 from .config import (
@@ -39,7 +40,7 @@ from .notifications import DeliveryRecord, Notification, NotificationChannel, Re
 from .records import ConnectionRecord
 from .requests import OutcomeKind, RequestOutcome
 from .states import TRANSITIONS, ConnectionState
-from .stats import Ewma, LatencyHistogram, PeakEwma, SlidingWindowCounter
+from .stats import Ewma, LatencyHistogram, PeakEwma, SlidingWindowCounter, WindowedQuantile
 from .store import ConnectionStore, InMemoryConnectionStore, StoreEvent
 from .strategies import Strategy
 from .transport import Channel, Transport, WebsocketsTransport
@@ -107,6 +108,8 @@ __all__ = [
     "WebSocketIntegrationManager",
     "WebSocketLoadBalancer",
     "WebsocketsTransport",
+    "WindowedLatency",
+    "WindowedQuantile",
     "WsFinalError",
     "__version__",
     "health_score",
