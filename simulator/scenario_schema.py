@@ -403,7 +403,7 @@ _RULE = _closed(
         },
         "metric": _enum(
             sorted(MetricSources.METRICS),
-            "the series the rule watches (e.g. high_latency on peak_latency_ms instead of the smoothed latency_ms)",
+            "the series the rule watches (e.g. high_latency on latency_quantile_ms, its default, or peak_latency_ms)",
         ),
         "for": _dur("how long the condition must hold before the alert fires"),
         "keep_firing_for": _dur("how long the alert keeps firing after the condition clears"),
