@@ -360,22 +360,106 @@ def notification_frames(draw: st.DrawFn) -> list:
     return frame
 
 
-@given(st.lists(notification_frames(), min_size=1, max_size=6), st.booleans())
-def test_fast_notification_path_gives_what_the_general_parser_gives(frames: list, sequence_checks: bool) -> None:
+@st.composite
+def channel_zero_frames(draw: st.DrawFn) -> list:
+    """``[0, TYPE, DATA, SEQ?, AUTH_SEQ?]`` frames other than notifications (order updates, trades, snapshots,
+    heartbeats, checksums), well-formed or not."""
+    frame: list = [
+        draw(st.sampled_from([0, 0, 0, False, 0.0, 2])),
+        draw(st.sampled_from(["on", "ou", "oc", "te", "ws", "hb", "cs", 5, None, [1]])),
+        draw(st.none() | st.lists(_json_scalars, max_size=4) | _json_scalars),
+    ]
+    for _ in range(draw(st.integers(0, 2))):
+        frame.append(draw(st.integers(0, 6) | st.none() | st.just(True) | st.just("3")))
+    return frame[: draw(st.integers(2, len(frame)))]
+
+
+def general_receive(proto: bfx.ClientProtocol, text: str, *, deliver: bool) -> list[bfx.Action]:
+    """What ClientProtocol.receive must give, the long way round: decode, parse, handle, and filter."""
+    try:
+        actions = proto.handle(bfx.parse(bfx.decode(text)), 1.0)
+    except ProtocolViolation as exc:
+        return [bfx.Problem("malformed", str(exc))]
+    return actions if deliver else [a for a in actions if not isinstance(a, bfx.Deliver)]
+
+
+@given(
+    st.lists(notification_frames() | channel_zero_frames(), min_size=1, max_size=8),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fast_channel_zero_path_gives_what_the_general_parser_gives(
+    frames: list, sequence_checks: bool, deliver: bool, subscribed_zero: bool
+) -> None:
+    # receive() reads the two channel-0 frames of each request (its answer and the order update that follows)
+    # without the general parser; for any channel-0 frame, well-formed or not, in order or not, it must give the
+    # same actions and leave the same state. A subscription on channel 0 sends data frames the general way.
     fast = bfx.ClientProtocol(max_frame_bytes=10**6, sequence_checks=sequence_checks)
     general = bfx.ClientProtocol(max_frame_bytes=10**6, sequence_checks=sequence_checks)
+    if subscribed_zero:
+        for proto in (fast, general):
+            proto.subscriptions.add("book", {"symbol": "tBTCUSD"})
+            proto.handle(bfx.Subscribed(0, "book", {"channel": "book", "symbol": "tBTCUSD"}))
     for frame in frames:
         text = json.dumps(frame)
-        try:
-            expected = general.handle(bfx.parse(bfx.decode(text)), 1.0)
-        except ProtocolViolation as exc:
-            expected = [bfx.Problem("malformed", str(exc))]
-        assert fast.receive(text, 1.0) == expected
-    assert (fast.sequence.last, fast.sequence.gaps, fast.sequence.stale) == (
+        assert fast.receive(text, 1.0, deliver=deliver) == general_receive(general, text, deliver=deliver)
+    assert (fast.sequence.last, fast.sequence.gaps, fast.sequence.stale, fast.resubscribes) == (
         general.sequence.last,
         general.sequence.gaps,
         general.sequence.stale,
+        general.resubscribes,
     )
+
+
+def test_the_fast_paths_on_the_frames_of_a_request() -> None:
+    proto = bfx.ClientProtocol(max_frame_bytes=1 << 20)
+    note = '[0,"n",[0,"on-req",null,null,[12,null,7,"tBTCUSD"],null,"SUCCESS","ok"],%d,1]'
+    update = '[0,"on",[12,null,7,"tBTCUSD"],%d,2]'
+    assert proto.receive(note % 1) == [bfx.Answer(7, True, None, "ok")]
+    assert proto.receive(update % 2) == [bfx.Deliver(None, bfx.ChannelData(0, [12, None, 7, "tBTCUSD"], 2, "on"))]
+    assert proto.receive(update % 3, deliver=False) == []
+    assert proto.sequence.last == 3
+    # out of order: the general path reports it (and the tracker counts it) either way
+    gap = proto.receive(update % 5, deliver=False)
+    assert [a.kind for a in gap if isinstance(a, bfx.Problem)] == ["sequence_gap"]
+    assert not [a for a in gap if isinstance(a, bfx.Deliver)]
+    assert [a.kind for a in proto.receive(note % 5) if isinstance(a, bfx.Problem)] == ["sequence_stale"]
+    assert proto.receive(note % 7) == [
+        bfx.Problem("sequence_gap", "seq 7 on channel 0", emit=False),
+        bfx.Answer(7, True, None, "ok"),
+    ]
+    assert (proto.sequence.gaps, proto.sequence.stale) == (2, 1)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.binary(max_size=30),
+        st.builds(
+            lambda value, before, after: before + json.dumps(value) + after,
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                max_leaves=8,
+            ),
+            st.sampled_from(["", " ", "\n"]),
+            st.sampled_from(["", " ", "x", "]", "{}"]),
+        ),
+    )
+)
+def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
+    # receive() decodes with json's scanner inline (see _loads): the same values and the same error messages
+    proto = bfx.ClientProtocol(max_frame_bytes=10**6)
+    other = bfx.ClientProtocol(max_frame_bytes=10**6)
+    got = proto.receive(text)
+    try:
+        expected = other.handle(bfx.parse(json.loads(text)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        expected = [bfx.Problem("malformed", f"undecodable frame ({len(text)} bytes): {exc}")]
+    except ProtocolViolation as exc:
+        expected = [bfx.Problem("malformed", str(exc))]
+    assert repr(got) == repr(expected)  # as text: a NaN compares unequal to itself
 
 
 @given(

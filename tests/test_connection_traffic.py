@@ -1,14 +1,26 @@
-"""wsfinal.traffic, the request path of ManagedConnection (its behaviour is tested live in test_connection.py)."""
+"""wsfinal.traffic, the request path of ManagedConnection (its behaviour is tested live in test_connection.py;
+here: the frame encoder, and the receive path in virtual time)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import random
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.memory import MemoryNetwork, MemoryTransport
+from simulator.node import ExchangeNode
+from simulator.scenario import NodeSpec
+from simulator.virtual import run_virtual
+from wsfinal import ConnectionConfig, ConnectionType
+from wsfinal.connection import ManagedConnection
+from wsfinal.requests import OutcomeKind
+from wsfinal.store import InMemoryConnectionStore
 from wsfinal.traffic import _dumps, _encode_frame
 
 _json = st.recursive(
@@ -35,3 +47,109 @@ def test_the_frame_encoder_on_an_order_frame_and_on_what_json_cannot_encode() ->
     assert json.loads(_encode_frame(frame)) == frame
     with pytest.raises(TypeError, match="not JSON serializable"):
         _encode_frame([0, "on", None, {"x": object()}])
+
+
+# --- the receive path in virtual time: the frames every request brings -----------------------------------------
+
+KEY, SECRET = "demo-key", "demo-secret"
+ORDER = {"type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.1", "price": "30000"}
+
+
+class Recorder:
+    """A duck-typed analytics object that records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("record_"):
+            raise AttributeError(name)
+        return lambda *args: self.calls.append((name, args))
+
+
+def _virtual_orders(handlers: int, *, break_receive_at: int | None = None) -> dict[str, Any]:
+    """Connect over the in-memory transport in virtual time, send 20 orders (one at a time), and say what was seen.
+    ``break_receive_at=i``: the protocol raises on the ``i``-th answer (counting from 0)."""
+
+    async def main() -> dict[str, Any]:
+        network = MemoryNetwork()
+        node = ExchangeNode(NodeSpec(id="node-t", symbols=("tBTCUSD",), api_keys={KEY: SECRET}), seed=2)
+        network.add("127.0.0.1:7003", node)
+        node.start()
+        config = ConnectionConfig(
+            url="ws://127.0.0.1:7003/ws/2", connection_type=ConnectionType.TRADING, message_timeout_seconds=5.0
+        )
+        store = InMemoryConnectionStore()
+        store.register("c1", config)
+        conn = ManagedConnection(
+            config,
+            connection_id="c1",
+            rng=random.Random(1),
+            transport=MemoryTransport(network),
+            api_key=KEY,
+            api_secret=SECRET,
+            nonce=itertools.count(1).__next__,
+        )
+        analytics = Recorder()
+        conn.bind(store, analytics)
+        seen: list[list[tuple[Any, Any]]] = [[] for _ in range(handlers)]
+        for i in range(handlers):
+            conn.add_data_handler(lambda sub, data, out=seen[i]: out.append((sub, data)))
+        assert await conn.connect()
+        if break_receive_at is not None:
+            receive = conn.protocol.receive
+            count = itertools.count()
+
+            def breaking(data: str | bytes, now: float = 0.0, *, deliver: bool = True) -> list[Any]:
+                if '"on-req"' in str(data) and next(count) == break_receive_at:
+                    raise RuntimeError("a bug")
+                return receive(data, now, deliver=deliver)
+
+            conn.protocol.receive = breaking  # type: ignore[method-assign]
+        outcomes = []
+        for _ in range(20):
+            outcomes.append(await conn.request(ORDER))
+        await asyncio.sleep(1.0)
+        m = conn.metrics
+        record = store.get("c1")
+        assert record is not None
+        received = [a for name, a in analytics.calls if name == "record_answer" or a[2:3] == ("in",)]
+        result = {
+            "kinds": [o.kind for o in outcomes],
+            "metrics": (m.messages_received, m.bytes_received, dict(m.errors_by_kind)),
+            "store": (record.messages_received, record.bytes_received),
+            "analytics_in": len(received),
+            "seen": seen,
+            "sequence": (conn.protocol.sequence.last, conn.protocol.sequence.gaps),
+        }
+        await conn.disconnect()
+        node.stop()
+        return result
+
+    return run_virtual(main())
+
+
+def test_without_data_handlers_the_order_updates_are_counted_and_not_delivered() -> None:
+    bare = _virtual_orders(0)
+    watched = _virtual_orders(2)
+    assert bare["kinds"] == [OutcomeKind.ACKNOWLEDGED] * 20
+    # each order brings its answer and an order-new frame; both counted everywhere, handlers or not
+    messages, size, errors = bare["metrics"]
+    assert messages >= 40 and not errors
+    assert bare["store"] == (messages, size) and bare["analytics_in"] == messages
+    assert watched["metrics"] == bare["metrics"] and watched["store"] == bare["store"]
+    assert watched["sequence"] == bare["sequence"] and bare["sequence"][1] == 0
+    first, second = watched["seen"]
+    assert first == second
+    updates = [data for sub, data in first if sub is None and data.chan_id == 0 and data.kind == "on"]
+    assert [data.payload[2] for data in updates] == list(range(1, 21))  # the order array's cid
+    assert all(data.seq is not None for data in updates)
+
+
+def test_a_failure_while_handling_one_frame_is_counted_and_the_next_frames_go_on() -> None:
+    broken = _virtual_orders(0, break_receive_at=2)  # the third order's answer
+    kinds = broken["kinds"]
+    assert kinds[2] is OutcomeKind.TIMED_OUT  # that request lost its answer, and the others did not
+    assert kinds.count(OutcomeKind.ACKNOWLEDGED) == 19
+    # ... and the protocol never saw that frame's sequence number: the next frame reports the gap
+    assert broken["metrics"][2] == {"internal": 1, "sequence_gap": 1}
