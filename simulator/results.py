@@ -38,8 +38,19 @@ PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
 STATES: tuple[str, ...] = ("disconnected", "connecting", "connected", "reconnecting", "failed", "closed")
 
 
+#: Rows :class:`RequestRecorder` buffers as tuples before writing them into its numpy columns in one step.
+FLUSH_ROWS = 1024
+
+
 class RequestRecorder:
-    """Appends request rows into growing numpy columns (amortised O(1) per row, no per-row objects kept)."""
+    """Collects request rows in growing numpy columns (amortised O(1) per row, at most :data:`FLUSH_ROWS` row
+    objects kept).
+
+    :meth:`add` runs once per request, so it only checks the outcome name and appends a tuple to a buffer (a
+    numpy item assignment per column and a name lookup per name column cost several times more). The buffer goes
+    into the columns every ``flush_rows`` rows and before anything reads them (:meth:`arrays`, ``len``, the name
+    tables), names interned in row order: the same columns and tables as writing each row at once.
+    """
 
     COLUMNS: tuple[tuple[str, Any], ...] = (
         ("intended", np.float64),
@@ -52,28 +63,39 @@ class RequestRecorder:
         ("code", np.int32),
     )
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, flush_rows: int = FLUSH_ROWS) -> None:
         self._n = 0
-        self._cols = {name: np.zeros(capacity, dtype=dtype) for name, dtype in self.COLUMNS}
-        self.connections: list[str] = []
-        self.nodes: list[str] = []
-        self.ctypes: list[str] = []
-        self._conn_index: dict[str | None, int] = {}
-        self._node_index: dict[str | None, int] = {}
-        self._ctype_index: dict[str, int] = {}
+        self._cols = {name: np.zeros(max(1, capacity), dtype=dtype) for name, dtype in self.COLUMNS}
+        self._pending: list[tuple[Any, ...]] = []
+        self._flush_rows = max(1, flush_rows)
+        self._connections: list[str] = []
+        self._nodes: list[str] = []
+        self._ctypes: list[str] = []
+        # None (no connection, no node) is row index -1 and takes no place in the tables.
+        self._conn_index: dict[str | None, int] = {None: -1}
+        self._node_index: dict[str | None, int] = {None: -1}
+        self._ctype_index: dict[str | None, int] = {None: -1}
 
     def __len__(self) -> int:
-        return self._n
+        return self._n + len(self._pending)
 
-    @staticmethod
-    def _intern(table: list[str], index: dict[Any, int], name: str | None) -> int:
-        if name is None:
-            return -1
-        i = index.get(name)
-        if i is None:
-            i = index[name] = len(table)
-            table.append(name)
-        return i
+    @property
+    def connections(self) -> list[str]:
+        """Connection names; the ``connection`` column indexes this list (-1: none)."""
+        self._flush()
+        return self._connections
+
+    @property
+    def nodes(self) -> list[str]:
+        """Node names; the ``node`` column indexes this list (-1: none)."""
+        self._flush()
+        return self._nodes
+
+    @property
+    def ctypes(self) -> list[str]:
+        """Connection type names; the ``ctype`` column indexes this list."""
+        self._flush()
+        return self._ctypes
 
     def add(
         self,
@@ -86,24 +108,55 @@ class RequestRecorder:
         outcome: str,
         code: int | None = None,
     ) -> None:
+        """One request row (times in seconds from the run's start). Raises ``KeyError`` for an outcome not in
+        :data:`OUTCOMES`; values numpy cannot store raise when the buffer is written (at the latest at
+        :meth:`arrays`)."""
+        pending = self._pending
+        pending.append((intended, sent, completed, connection, node, ctype, _OUTCOME_INDEX[outcome], code))
+        if len(pending) >= self._flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered rows into the columns (growing them if needed) and empty the buffer."""
+        rows = self._pending
+        if not rows:
+            return
+        self._pending = []
         n = self._n
+        end = n + len(rows)
         cols = self._cols
-        if n == len(cols["intended"]):
+        capacity = len(cols["intended"])
+        if end > capacity:
+            capacity = max(2 * capacity, end)
             for name in cols:
-                cols[name] = np.resize(cols[name], 2 * n)
-        cols["intended"][n] = intended
-        cols["sent"][n] = sent
-        cols["completed"][n] = completed
-        cols["connection"][n] = self._intern(self.connections, self._conn_index, connection)
-        cols["node"][n] = self._intern(self.nodes, self._node_index, node)
-        cols["ctype"][n] = self._intern(self.ctypes, self._ctype_index, ctype)
-        cols["outcome"][n] = _OUTCOME_INDEX[outcome]
-        cols["code"][n] = code or 0
-        self._n = n + 1
+                cols[name] = np.resize(cols[name], capacity)
+        intended, sent, completed, conns, nodes, ctypes, outcomes, codes = zip(*rows, strict=True)
+        cols["intended"][n:end] = intended
+        cols["sent"][n:end] = sent
+        cols["completed"][n:end] = completed
+        cols["connection"][n:end] = _intern_all(self._connections, self._conn_index, conns)
+        cols["node"][n:end] = _intern_all(self._nodes, self._node_index, nodes)
+        cols["ctype"][n:end] = _intern_all(self._ctypes, self._ctype_index, ctypes)
+        cols["outcome"][n:end] = outcomes
+        cols["code"][n:end] = [code or 0 for code in codes]
+        self._n = end
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The columns, trimmed to the rows recorded (copies)."""
+        self._flush()
         return {name: col[: self._n].copy() for name, col in self._cols.items()}
+
+
+def _intern_all(table: list[str], index: dict[str | None, int], names: tuple[str | None, ...]) -> list[int]:
+    """The index of each name in ``table`` (``index`` maps name to index), appending new names in order."""
+    try:
+        return list(map(index.__getitem__, names))  # the usual case: every name seen before
+    except KeyError:
+        for name in names:
+            if name not in index:
+                index[name] = len(table)
+                table.append(name)  # type: ignore[arg-type]  # None is always in index
+        return list(map(index.__getitem__, names))
 
 
 @dataclass

@@ -183,21 +183,6 @@ class _Run:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    def submit(
-        self, manager: WebSocketIntegrationManager, workload: Any, order: dict[str, Any], intended: float
-    ) -> None:
-        sent = self.loop.time()
-        self.submitted += 1
-        self.in_flight += 1
-        # The outcome comes to _finished synchronously (on_done), not through a done-callback of the future: one
-        # loop iteration and callback handle less per request. partial (C) rather than a lambda: one frame less.
-        manager.submit(
-            order,
-            workload.connection_type,
-            self.opts.strategy,
-            on_done=partial(self._finished, intended, sent, workload.connection_type._value_),
-        )
-
     def _finished(self, intended: float, sent: float, ctype: str, outcome: RequestOutcome) -> None:
         self.in_flight -= 1
         cid = outcome.connection_id
@@ -359,6 +344,9 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
     # the intended time, as the live exchange does with its own timers. Virtual time is exact.
     slack = LIVE_TIMER_SLACK_S if state.opts.mode == "live" else 0.0
     rng_root = np.random.SeedSequence(state.seeds["workload"])
+    submit = manager.submit
+    finished = state._finished
+    strategy = state.opts.strategy
     for w, child in zip(scenario.workload, rng_root.spawn(len(scenario.workload)), strict=True):
         symbol = w.symbol or _first_symbol(scenario, w.connection_type)
         order = order_for(symbol)
@@ -367,10 +355,22 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             continue
         times = arrival_times(w, np.random.default_rng(child))
 
-        def fire(it: Any = times, w: Any = w, order: dict[str, Any] = order, intended: float = 0.0) -> None:
+        def fire(
+            it: Any = times,
+            w: Any = w,
+            order: dict[str, Any] = order,
+            intended: float = 0.0,
+            ctype: Any = w.connection_type,
+            ctype_value: str = w.connection_type._value_,
+        ) -> None:
+            """Send the request intended at ``intended`` (now), then arm the timer of the next one."""
             if state.stopping:
                 return
-            state.submit(manager, w, order, intended)
+            state.submitted += 1
+            state.in_flight += 1
+            # The outcome comes to _finished synchronously (on_done), not through a done-callback of the future: one
+            # loop iteration and callback handle less per request. partial (C) rather than a lambda: one frame less.
+            submit(order, ctype, strategy, on_done=partial(finished, intended, loop.time(), ctype_value))
             nxt = next(it, None)
             if nxt is not None:
                 loop.call_at(state.t0 + nxt - slack, fire, it, w, order, state.t0 + nxt)

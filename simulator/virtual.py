@@ -16,7 +16,9 @@ Speed (a whole scenario runs on this loop, several iterations per simulated requ
   its ``when``;
 - the real selector is polled only when something other than the self-pipe is registered, when the loop has
   nothing else to do, or every :data:`POLL_EVERY` iterations (to drain the self-pipe): a thread's
-  ``call_soon_threadsafe`` appends to the ready queue directly, so it is seen at the next iteration anyway.
+  ``call_soon_threadsafe`` appends to the ready queue directly, so it is seen at the next iteration anyway;
+- ``_run_once`` runs iterations in a loop of its own until the loop is stopped (``run_forever`` would call it
+  once per iteration and check for a stop in between: the same iterations, minus a Python call each).
 
 Use :func:`run_virtual` as you would ``asyncio.run``.
 """
@@ -166,79 +168,91 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     # -- one iteration ------------------------------------------------------------------------------------------
 
     def _run_once(self) -> None:
-        ready = self._ready
-        timers = self._timers
-        cancelled = self._timer_cancelled_count
-        if cancelled:
-            if cancelled > _SWEEP_MIN and 2 * cancelled > len(timers):
-                self._sweep_cancelled_timers()
-                timers = self._timers
-            else:
-                while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
-                    self._timer_cancelled_count -= 1
-                    heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
+        """Loop iterations until :meth:`stop` is called.
 
-        self._iterations = n = self._iterations + 1
-        if self._real_io or not n % POLL_EVERY:
-            self._process_events(self._selector._real.select(0))  # type: ignore[attr-defined]
-        if timers:
-            if not ready and not self._stopping:
-                when = timers[0][0]
-                if when > self._virtual_now:
-                    self._virtual_now = when  # nothing to do until then: jump
+        ``run_forever`` calls this once per iteration and checks ``_stopping`` after each call; looping here,
+        with the same check after each iteration, runs exactly the same iterations without a Python call (and
+        the reloading of the loop's state) per iteration: several iterations per simulated request.
+        """
+        ready = self._ready
+        popleft = ready.popleft
+        while True:
+            timers = self._timers
+            cancelled = self._timer_cancelled_count
+            if cancelled:
+                if cancelled > _SWEEP_MIN and 2 * cancelled > len(timers):
+                    self._sweep_cancelled_timers()
+                    timers = self._timers
+                else:
+                    while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
+                        self._timer_cancelled_count -= 1
+                        heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
+
+            self._iterations = n = self._iterations + 1
+            if self._real_io or not n % POLL_EVERY:
+                self._process_events(self._selector._real.select(0))  # type: ignore[attr-defined]
+            if timers:
+                if not ready and not self._stopping:
+                    when = timers[0][0]
+                    if when > self._virtual_now:
+                        self._virtual_now = when  # nothing to do until then: jump
+                    now = self._virtual_now
+                    # The root timer is due (the clock is at least at its time). Is it the only one?
+                    nt = len(timers)
+                    if (
+                        (nt < 2 or timers[1][0] > now)  # the root's children: if they are not due,
+                        and (nt < 3 or timers[2][0] > now)  # no other timer is (heap order)
+                        and not self._debug
+                    ):
+                        # The usual case: one timer due and nothing else ready. Run it now, without the ready-queue
+                        # hop (what the general path below does, minus the append and popleft).
+                        handle = heappop(timers)[2]
+                        handle._scheduled = False  # type: ignore[attr-defined]
+                        if not handle._cancelled:  # type: ignore[attr-defined]
+                            try:
+                                handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+                            except (SystemExit, KeyboardInterrupt):
+                                raise
+                            except BaseException as exc:
+                                self._callback_failed(handle, exc)
+                        if self._stopping:
+                            return
+                        continue
+                # Timers that are due now join the ready queue, in (when, scheduling) order. The clock stands
+                # exactly at their time (it jumps to it), so unlike asyncio no resolution window is needed.
                 now = self._virtual_now
-                if (
-                    timers[0][0] <= now
-                    and (len(timers) < 2 or timers[1][0] > now)  # the root's children: if they are not due,
-                    and (len(timers) < 3 or timers[2][0] > now)  # no other timer is (heap order)
-                    and not self._debug
-                ):
-                    # The usual case: one timer due and nothing else ready. Run it now, without the ready-queue hop
-                    # (what the general path below does, minus the append and popleft).
+                while timers and timers[0][0] <= now:
                     handle = heappop(timers)[2]
                     handle._scheduled = False  # type: ignore[attr-defined]
-                    if not handle._cancelled:  # type: ignore[attr-defined]
-                        try:
-                            handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
-                        except (SystemExit, KeyboardInterrupt):
-                            raise
-                        except BaseException as exc:
-                            self._callback_failed(handle, exc)
-                    return
-            # Timers that are due now join the ready queue, in (when, scheduling) order. The clock stands exactly
-            # at their time (it jumps to it), so unlike asyncio no resolution window is needed.
-            now = self._virtual_now
-            while timers and timers[0][0] <= now:
-                handle = heappop(timers)[2]
-                handle._scheduled = False  # type: ignore[attr-defined]
-                ready.append(handle)
-        elif not ready and not self._stopping:
-            # Nothing is scheduled in virtual time: only another thread (or real I/O) can wake us, so wait.
-            self._process_events(self._selector._real.select(None))  # type: ignore[attr-defined]
+                    ready.append(handle)
+            elif not ready and not self._stopping:
+                # Nothing is scheduled in virtual time: only another thread (or real I/O) can wake us, so wait.
+                self._process_events(self._selector._real.select(None))  # type: ignore[attr-defined]
 
-        # Run what is ready now; callbacks scheduled by these run at the next iteration (asyncio's rule).
-        popleft = ready.popleft
-        if self._debug:
-            for _ in range(len(ready)):
-                handle = popleft()
-                if not handle._cancelled:  # type: ignore[attr-defined]
-                    self._current_handle = handle
+            # Run what is ready now; callbacks scheduled by these run at the next iteration (asyncio's rule).
+            if self._debug:
+                for _ in range(len(ready)):
+                    handle = popleft()
+                    if not handle._cancelled:  # type: ignore[attr-defined]
+                        self._current_handle = handle
+                        try:
+                            handle._run()  # type: ignore[attr-defined]
+                        finally:
+                            self._current_handle = None
+            else:
+                for _ in range(len(ready)):
+                    handle = popleft()
+                    if handle._cancelled:  # type: ignore[attr-defined]
+                        continue
+                    # Handle._run() inlined (one Python frame less per callback), with its error handling.
                     try:
-                        handle._run()  # type: ignore[attr-defined]
-                    finally:
-                        self._current_handle = None
-            return
-        for _ in range(len(ready)):
-            handle = popleft()
-            if handle._cancelled:  # type: ignore[attr-defined]
-                continue
-            # Handle._run() inlined (one Python frame less per callback), with its error handling.
-            try:
-                handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._callback_failed(handle, exc)
+                        handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._callback_failed(handle, exc)
+            if self._stopping:
+                return
 
     def _callback_failed(self, handle: asyncio.Handle, exc: BaseException) -> None:
         """What ``Handle._run`` does when its callback raises: report to the loop's exception handler."""

@@ -18,6 +18,7 @@ given seed whatever the block boundaries.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -29,53 +30,88 @@ OPEN_LOOP_KINDS = ("constant", "poisson", "bursty", "schedule")
 
 
 class _Exponentials:
-    """Standard exponential variates from ``rng``, drawn in blocks; scale them by the mean you need."""
+    """Standard exponential variates from ``rng``, drawn in blocks; scale them by the mean you need.
+
+    Read with :meth:`rest` (the unused variates of the current block, a new block when none is left) and
+    :meth:`consume` (how many of them were used), so a caller can work on many at once.
+    """
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
-        self._buf: list[float] = []
+        self._buf: np.ndarray = np.empty(0)
         self._i = 0
 
-    def next(self) -> float:
+    def rest(self) -> np.ndarray:
         if self._i >= len(self._buf):
-            self._buf = self._rng.standard_exponential(BLOCK).tolist()
+            self._buf = self._rng.standard_exponential(BLOCK)
             self._i = 0
-        x = self._buf[self._i]
-        self._i += 1
-        return x
+        return self._buf[self._i :]
+
+    def consume(self, k: int) -> None:
+        self._i += k
 
 
-def _poisson(rate: float, start: float, stop: float, exp: _Exponentials) -> Iterator[float]:
+def _poisson(rate: float, start: float, stop: float, exp: _Exponentials) -> Iterator[list[float]]:
+    """The arrival times of a Poisson process on ``[start, stop)``, in lists (one per block of variates).
+
+    Each time is the previous plus the next variate / ``rate``, added one after the other as the one-at-a-time
+    loop ``t += gap`` does (``np.add.accumulate`` is sequential, unlike ``np.sum``), so the times are the same
+    floats; the gap that crosses ``stop`` is used up, as that loop's last draw is.
+    """
     if rate <= 0:
         return
     t = start
     while True:
-        t += exp.next() / rate
-        if t >= stop:
+        gaps = exp.rest()
+        acc = np.empty(len(gaps) + 1)
+        acc[0] = t
+        np.divide(gaps, rate, out=acc[1:])
+        times = np.add.accumulate(acc)[1:]
+        k = int(np.searchsorted(times, stop, side="left"))  # the first time >= stop (times never decrease)
+        if k < len(times):
+            exp.consume(k + 1)
+            if k:
+                yield times[:k].tolist()
             return
-        yield t
+        exp.consume(len(times))
+        t = float(times[-1])
+        yield times.tolist()
 
 
 def arrival_times(spec: Any, rng: np.random.Generator) -> Iterator[float]:
-    """Intended send times for ``spec`` (a WorkloadSpec); raises ``ValueError`` for a closed-loop or unknown kind."""
+    """Intended send times for ``spec`` (a WorkloadSpec); raises ``ValueError`` for a closed-loop or unknown kind.
+
+    The iterator is C code (``itertools.chain`` over lists made a block at a time): one ``next`` per request
+    runs no Python frame.
+    """
     kind = spec.arrival
     start, stop = float(spec.start_s), float(spec.stop_s)
     exp = _Exponentials(rng)
     if kind == "constant":
-        rate = float(spec.rate_per_s)
-        if rate <= 0:
-            return iter(())
-        return (t for t in (start + k / rate for k in range(int((stop - start) * rate) + 1)) if t < stop)
+        return chain.from_iterable(_constant(float(spec.rate_per_s), start, stop))
     if kind == "poisson":
-        return _poisson(float(spec.rate_per_s), start, stop, exp)
+        return chain.from_iterable(_poisson(float(spec.rate_per_s), start, stop, exp))
     if kind == "bursty":
-        return _bursty(float(spec.rate_per_s), float(spec.on_s), float(spec.off_s), start, stop, exp)
+        return chain.from_iterable(
+            _bursty(float(spec.rate_per_s), float(spec.on_s), float(spec.off_s), start, stop, exp)
+        )
     if kind == "schedule":
-        return _scheduled(tuple(spec.schedule), start, stop, exp)
+        return chain.from_iterable(_scheduled(tuple(spec.schedule), start, stop, exp))
     raise ValueError(f"arrival {kind!r} is not an open-loop process (expected one of {', '.join(OPEN_LOOP_KINDS)})")
 
 
-def _bursty(rate: float, on: float, off: float, start: float, stop: float, exp: _Exponentials) -> Iterator[float]:
+def _constant(rate: float, start: float, stop: float) -> Iterator[list[float]]:
+    """``start + k / rate`` for k = 0, 1, ... while below ``stop``, in lists of up to :data:`BLOCK` (numpy's
+    float64 arithmetic on ``k`` gives the same floats as Python's)."""
+    if rate <= 0:
+        return
+    n = int((stop - start) * rate) + 1
+    for k in range(0, n, BLOCK):
+        times = start + np.arange(k, min(k + BLOCK, n), dtype=np.float64) / rate
+        yield times[times < stop].tolist()
+
+
+def _bursty(rate: float, on: float, off: float, start: float, stop: float, exp: _Exponentials) -> Iterator[list[float]]:
     period = on + off
     window = start
     while window < stop:
@@ -85,7 +121,7 @@ def _bursty(rate: float, on: float, off: float, start: float, stop: float, exp: 
 
 def _scheduled(
     steps: tuple[tuple[float, float], ...], start: float, stop: float, exp: _Exponentials
-) -> Iterator[float]:
+) -> Iterator[list[float]]:
     for i, (at, rate) in enumerate(steps):
         seg_start = max(start, float(at))
         seg_stop = min(stop, float(steps[i + 1][0]) if i + 1 < len(steps) else stop)

@@ -1,6 +1,8 @@
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsfinal import ConnectionConfig, ConnectionState, ConnectionType, LoadBalancingStrategy, UsageError
 from wsfinal.balancer import WebSocketLoadBalancer
@@ -154,3 +156,48 @@ def test_paused_connections_are_not_eligible_until_resumed():
     assert all(lb.choose(T, LBS.ROUND_ROBIN).record.connection_id != "c0" for _ in range(9))
     store.set_paused("c0", False)
     assert {lb.choose(T, LBS.ROUND_ROBIN).record.connection_id for _ in range(9)} == {"c0", "c1", "c2"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["start", "finish", "pick"]),
+            st.integers(0, 4),
+            st.sampled_from([LBS.ROUND_ROBIN, LBS.RANDOM, LBS.LEAST_CONNECTIONS, LBS.LEAST_LOAD, LBS.ADAPTIVE]),
+        ),
+        max_size=60,
+    )
+)
+def test_measure_tracking_strategies_see_every_load_change_whenever_they_start(ops):
+    # on_load_changed skips all work until some pool has a measure-tracking strategy: a tracking strategy built
+    # late (directly or by ADAPTIVE) must still see the loads as they are, and follow every change after that.
+    clock, store, lb = setup(5, consecutive_failures_threshold=1000)
+    assert not lb._tracking
+    for op, i, kind in ops:
+        cid = f"c{i}"
+        if op == "start":
+            store.request_sent(cid, 10)
+        elif op == "finish":
+            if store.get(cid).outstanding:
+                store.answer_received(cid, 10, ok=True, latency_ms=1.0)
+        else:
+            picked = lb.choose(T, kind).record
+            records = lb.eligible(T)
+            if kind is LBS.LEAST_CONNECTIONS:
+                assert picked.outstanding == min(r.outstanding for r in records)
+            elif kind is LBS.LEAST_LOAD:
+                load = picked.messages_sent + picked.messages_received
+                assert load == min(r.messages_sent + r.messages_received for r in records)
+    pools = [p for tp in lb._pools.values() for p in (tp.connected, tp.eligible)]
+    assert lb._tracking == any(p.tracking for p in pools)
+
+
+def test_failures_eject_on_the_fast_path_too():
+    # No tracking strategy in use (ROUND_ROBIN): the failure streak alone takes the slow path and ejects.
+    clock, store, lb = setup(4, consecutive_failures_threshold=2)
+    lb.choose(T, LBS.ROUND_ROBIN)
+    fail(store, "c1", 1)
+    assert store.get("c1").ejected_until is None
+    fail(store, "c1", 1)
+    assert store.get("c1").ejected_until is not None and not lb._tracking

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.results import (
     OUTCOMES,
@@ -74,3 +76,45 @@ def test_load_rejects_other_schema_versions(tmp_path):
     RunResult({"schema_version": 999}, table).save(tmp_path)
     with pytest.raises(ValueError, match="schema_version 999"):
         RunResult.load(tmp_path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 1e4),
+            st.sampled_from([None, "c0", "c1", "c2", "c3"]),
+            st.sampled_from([None, "n0", "n1"]),
+            st.sampled_from(["trading", "market_data"]),
+            st.sampled_from(OUTCOMES),
+            st.sampled_from([None, 0, 10001]),
+        ),
+        max_size=80,
+    ),
+    st.integers(1, 9),
+    st.integers(0, 80),
+)
+def test_buffered_rows_give_the_same_columns_and_tables_as_rows_written_at_once(rows, flush_rows, read_at):
+    # add() buffers rows; flush_rows=1 writes each row at once (the unbuffered recorder). Reading in between
+    # (len, a name table) writes the buffer early: nothing may change either.
+    at_once, buffered = RequestRecorder(capacity=1, flush_rows=1), RequestRecorder(capacity=2, flush_rows=flush_rows)
+    for k, (t, conn, node, ctype, outcome, code) in enumerate(rows):
+        for rec in (at_once, buffered):
+            rec.add(t, t + 1, t + 2, conn, node, ctype, outcome, code)
+        if k == read_at:
+            assert len(buffered) == k + 1 and buffered.nodes == at_once.nodes
+    a, b = RequestTable.from_recorder(at_once), RequestTable.from_recorder(buffered)
+    assert len(a) == len(b) == len(rows)
+    assert (a.connections, a.nodes, a.ctypes) == (b.connections, b.nodes, b.ctypes)
+    assert a.connections == list(dict.fromkeys(r[1] for r in rows if r[1] is not None))  # first-seen order
+    for name in a.columns:
+        assert np.array_equal(a.columns[name], b.columns[name]) and a.columns[name].dtype == b.columns[name].dtype
+    assert [a.connections[i] if i >= 0 else None for i in a.columns["connection"]] == [r[1] for r in rows]
+    assert a.columns["code"].tolist() == [r[5] or 0 for r in rows]
+
+
+def test_an_unknown_outcome_is_refused_when_added():
+    rec = RequestRecorder()
+    with pytest.raises(KeyError, match="lost_in_space"):
+        rec.add(0.0, 0.0, 1.0, "c0", "n0", "trading", "lost_in_space")
+    assert len(rec) == 0

@@ -320,3 +320,36 @@ class BalancerMachine(RuleBasedStateMachine):
 
 BalancerMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestBalancerMachine = BalancerMachine.TestCase
+
+
+def test_pool_tells_its_owner_when_a_measure_tracking_strategy_is_built():
+    calls = []
+    pool = Pool(on_tracking=lambda: calls.append(len(pool.tracking)))
+    pool.add(rec(0))
+    for kind in (LBS.ROUND_ROBIN, LBS.RANDOM, LBS.POWER_OF_TWO_CHOICES, LBS.ADAPTIVE):
+        pool.strategy(kind)
+    assert calls == []  # none of these keeps a measure index
+    pool.strategy(LBS.LEAST_CONNECTIONS)
+    pool.strategy(LBS.LEAST_CONNECTIONS)  # built once
+    pool.strategy(LBS.WEIGHTED_ROUND_ROBIN)
+    assert calls == [1, 2]
+
+
+def test_tracking_strategies_ignore_updates_of_records_they_do_not_hold():
+    # The balancer calls Strategy.update directly for any connection's load change (not through Pool.update,
+    # which checks membership): a record never added, or removed, must not come back into the index.
+    members = [rec(i, outstanding=5, weight=1.0) for i in range(3)]
+    stranger, leaver = rec(7, outstanding=0, weight=9.0), members[2]
+    for kind in (LBS.LEAST_CONNECTIONS, LBS.LEAST_LOAD, LBS.LEAST_LATENCY, LBS.WEIGHTED_ROUND_ROBIN):
+        pool = Pool()
+        for r in members:
+            pool.add(r)
+        index = pool.strategy(kind)
+        pool.remove(leaver)
+        leaver.outstanding, leaver.weight = 0, 9.0
+        for strategy in pool.tracking:
+            strategy.update(stranger)
+            strategy.update(leaver)
+        picked = {index.select(0.0, random.Random(0)).connection_id for _ in range(12)}
+        assert picked <= {"c0", "c1"}, kind
+        leaver.outstanding, leaver.weight = 5, 1.0

@@ -197,3 +197,58 @@ def test_a_closed_loop_refuses_new_callbacks():
         loop.call_soon(print)
     with pytest.raises(RuntimeError):
         loop.call_at(1.0, print)
+
+
+def test_stop_ends_run_forever_after_the_current_iteration():
+    # _run_once loops over iterations itself: it must return exactly where run_forever would have stopped.
+    loop = VirtualTimeLoop()
+    seen = []
+
+    def first():
+        seen.append("first")
+        loop.call_soon(seen.append, "next iteration")
+        loop.stop()
+
+    try:
+        loop.call_soon(first)
+        loop.call_soon(seen.append, "same iteration")
+        loop.call_at(0.0, seen.append, "due timer")  # due now: runs in the same iteration, after the ready ones
+        loop.call_at(2.0, seen.append, "later timer")
+        loop.run_forever()
+        assert seen == ["first", "same iteration", "due timer"] and loop.time() == 0.0
+
+        def lone_timer():  # the single-due-timer fast path stops the same way
+            seen.append("lone timer")
+            loop.stop()
+
+        loop.call_at(1.0, lone_timer)
+        loop.call_at(1.0 + 1e-9, seen.append, "after the stop")
+        loop.run_forever()
+        assert seen[3:] == ["next iteration", "lone timer"] and loop.time() == 1.0
+
+        loop.call_at(3.0, loop.stop)
+        loop.run_forever()
+        assert seen[5:] == ["after the stop", "later timer"] and loop.time() == 3.0
+    finally:
+        loop.close()
+
+
+def test_iterations_keep_asyncio_order_between_ready_callbacks_and_due_timers():
+    # Callbacks scheduled during an iteration run at the next one, after timers that came due meanwhile are
+    # queued behind them: the order asyncio's run_forever/_run_once pair gives, iteration by iteration.
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+
+        def a():
+            seen.append(("a", loop.time()))
+            loop.call_soon(seen.append, ("a-soon", loop.time()))
+            loop.call_at(loop.time(), seen.append, ("a-timer-now", loop.time()))
+
+        loop.call_at(1.0, a)
+        loop.call_at(1.0, seen.append, ("b", 1.0))
+        await asyncio.sleep(2.0)
+        return seen
+
+    assert run_virtual(main()) == [("a", 1.0), ("b", 1.0), ("a-soon", 1.0), ("a-timer-now", 1.0)]
+    assert run_virtual(main(), debug=True) == run_virtual(main())

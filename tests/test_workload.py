@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from simulator.workload import arrival_times, expected_count
+from simulator.workload import BLOCK, arrival_times, expected_count
 
 
 def spec(**kw):
@@ -70,3 +70,60 @@ def test_times_sorted_within_window_and_reproducible(kind, rate, start, length, 
     assert np.all(np.diff(a) >= 0)
     if len(a):
         assert a[0] >= start and a[-1] < start + length
+
+
+def _reference(s, seed):
+    """The one-variate-at-a-time processes ``arrival_times`` computes a block at a time (same floats expected)."""
+    rng = np.random.default_rng(seed)
+    buf, i = [], 0
+
+    def gap():
+        nonlocal buf, i
+        if i >= len(buf):
+            buf, i = rng.standard_exponential(BLOCK).tolist(), 0
+        i += 1
+        return buf[i - 1]
+
+    def poisson(rate, start, stop):
+        t = start
+        while rate > 0:
+            t += gap() / rate
+            if t >= stop:
+                return
+            yield t
+
+    start, stop = float(s.start_s), float(s.stop_s)
+    if s.arrival == "constant":
+        yield from (
+            t for t in (start + k / s.rate_per_s for k in range(int((stop - start) * s.rate_per_s) + 1)) if t < stop
+        )
+    elif s.arrival == "poisson":
+        yield from poisson(s.rate_per_s, start, stop)
+    elif s.arrival == "bursty":
+        window = start
+        while window < stop:
+            yield from poisson(s.rate_per_s, window, min(window + s.on_s, stop))
+            window += s.on_s + s.off_s
+    else:
+        steps = s.schedule
+        for k, (at, rate) in enumerate(steps):
+            seg_start, seg_stop = max(start, at), min(stop, steps[k + 1][0] if k + 1 < len(steps) else stop)
+            if seg_stop > seg_start:
+                yield from poisson(rate, seg_start, seg_stop)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["constant", "poisson", "bursty", "schedule"]),
+    st.sampled_from([0.5, 3.0, 97.3, 2000.0, 9000.0]),
+    st.floats(0.0, 5.0),
+    st.floats(0.01, 3.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_block_computation_gives_the_one_at_a_time_floats(kind, rate, start, length, seed):
+    # Rates up to 9000/s over 3 s cross several blocks of BLOCK variates, and bursty/schedule share one stream.
+    sched = ((start, rate), (start + length / 3, 0.0), (start + length / 2, rate / 2))
+    s = spec(arrival=kind, rate_per_s=rate, on_s=0.2, off_s=0.1, schedule=sched, start_s=start, stop_s=start + length)
+    got = list(arrival_times(s, np.random.default_rng(seed)))
+    assert got == list(_reference(s, seed))
+    assert all(type(t) is float for t in got)

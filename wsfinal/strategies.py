@@ -54,14 +54,17 @@ UNMEASURED_PENALTY_MS = 1e6
 class Pool:
     """The members one selection may pick from, in a list with O(1) add and remove (swap with the last)."""
 
-    __slots__ = ("_pos", "members", "strategies", "tracking")
+    __slots__ = ("_on_tracking", "_pos", "members", "strategies", "tracking")
 
-    def __init__(self) -> None:
+    def __init__(self, on_tracking: Callable[[], None] | None = None) -> None:
+        """``on_tracking``, when given, is called each time the pool gets a strategy that tracks measures (the
+        balancer skips measure updates altogether until then)."""
         self.members: list[ConnectionRecord] = []
         self._pos: dict[str, int] = {}
         self.strategies: dict[LoadBalancingStrategy, Strategy] = {}
         #: The strategies whose index depends on measures (the hot path only updates these; read-only outside).
         self.tracking: list[Strategy] = []
+        self._on_tracking = on_tracking
 
     def __len__(self) -> int:
         return len(self.members)
@@ -103,6 +106,8 @@ class Pool:
             self.strategies[kind] = found
             if type(found).update is not Strategy.update:
                 self.tracking.append(found)
+                if self._on_tracking is not None:
+                    self._on_tracking()
         return found
 
 
@@ -124,7 +129,11 @@ class Strategy(ABC):
         """A member left the pool."""
 
     def update(self, record: ConnectionRecord) -> None:  # noqa: B027
-        """A member's measures (outstanding, messages, latency, weight, health) changed."""
+        """A member's measures (outstanding, messages, latency, weight, health) changed.
+
+        A strategy that overrides this (a measure-tracking one) must ignore a record that is not its member: the
+        balancer calls it for every load change of any connection, not through :meth:`Pool.update`.
+        """
 
     @abstractmethod
     def select(self, now: float, rng: random.Random) -> ConnectionRecord | None:
