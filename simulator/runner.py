@@ -272,9 +272,9 @@ def _make_manager(
     total = sum(g.count for g in scenario.connections)
     config = IntegrationConfig(
         max_connections=max(m.max_connections, total),
-        health_check_interval=m.health_check_interval_s,  # type: ignore[arg-type]
-        analytics_interval=m.analytics_interval_s,  # type: ignore[arg-type]
-        alert_check_interval=m.alert_check_interval_s,  # type: ignore[arg-type]
+        health_check_interval=m.health_check_interval_s,
+        analytics_interval=m.analytics_interval_s,
+        alert_check_interval=m.alert_check_interval_s,
         default_load_balancing_strategy=opts.strategy,
         enable_analytics=m.enable_analytics,
         enable_alerts=m.enable_alerts,
