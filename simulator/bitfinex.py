@@ -224,13 +224,30 @@ class ExchangeSession:
         if self.closed:
             return []
         size = len(data)
-        if size > self.max_frame_bytes or (
-            isinstance(data, str) and size * 4 > self.max_frame_bytes and len(_utf8(data)) > self.max_frame_bytes
-        ):
+        limit = self.max_frame_bytes
+        if size > limit or (size * 4 > limit and isinstance(data, str) and len(_utf8(data)) > limit):
             self.on_close(now)
             return [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
         try:
-            return self._dispatch(data, now)
+            # Decoding and the array (order) case written here, not in a helper: this runs once per client frame.
+            if type(data) is not str and isinstance(data, bytes | bytearray | memoryview):
+                try:
+                    data = bytes(data).decode("utf-8")
+                except UnicodeDecodeError:
+                    return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not UTF-8)")]
+            try:
+                msg = _loads(data)
+            except (ValueError, RecursionError):
+                return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not JSON)")]
+            # json gives exact lists and dicts: type() tests, cheaper than isinstance()
+            kind = type(msg)
+            if kind is list:
+                if len(msg) >= 2 and type(msg[0]) is int and msg[0] == 0 and msg[1] == "on":
+                    return self._order(msg, now)
+                return [self._error(ERR_UNKNOWN_EVENT, "error: unknown input")]
+            if kind is dict:
+                return self._on_event(msg, now)
+            return [self._error(ERR_UNKNOWN_EVENT, "error: message must be a JSON object or array")]
         except Exception:
             if self.strict:
                 raise
@@ -310,6 +327,9 @@ class ExchangeSession:
         does, by the ``on`` order-new message ``[0,"on",[ORDER]]`` with the same order), else ERROR ``code``."""
         if self.closed:
             return []
+        if ok and not text:
+            texts = self.order_texts(order, now)
+            return [] if texts is None else [Send(texts[0]), Send(texts[1])]
         request = order.request
         fields = request[3] if len(request) > 3 and isinstance(request[3], dict) else {"cid": order.cid}
         if ok:
@@ -320,6 +340,42 @@ class ExchangeSession:
             ]
         code = ERR_UNKNOWN_EVENT if code is None else code
         return [self._notification(fields, now, ok=False, code=code, text=text)]
+
+    def order_texts(self, order: Order, now: float) -> tuple[str, str] | None:
+        """``order_done(order, now, ok=True)`` as the texts of its two frames (the ``n`` notification, then the
+        ``on`` order-new message), or None when the session is closed (order_done returns nothing then).
+
+        For shells that send both at once (the node's plain-link path): the same texts, the same state changes.
+
+        Runs once per simulated request, so the common case (an order whose shape the session cached when it
+        accepted it) writes both frames here: _note_texts() and two _wrap() calls, inlined. Any other order goes
+        through them; tests/test_bitfinex.py checks that both ways give the same bytes.
+        """
+        if self.closed:
+            return None
+        entry: _OrderShape | None = order.shape
+        parts = None if entry is None else entry.success
+        if parts is None:  # no shape, or its first success: the general path
+            request = order.request
+            fields = request[3] if len(request) > 3 and isinstance(request[3], dict) else {"cid": order.cid}
+            note, order_array = self._note_texts(fields, now, ok=True, code=None, text="", shape=entry)
+            return self._wrap("[0,", note, now, auth=True), self._wrap("[0,", f'"on",{order_array}', now, auth=True)
+        # An order with a shape was accepted by _order: its cid is an int, the one in its fields.
+        cid_text = int.__repr__(order.cid)
+        mts = int.__repr__(round((self._epoch_s + now) * 1000.0))  # = market.mts(now), inlined
+        gid_text, symbol_text, rest, tail = parts
+        order_array = f"[{self.market.next_order_id()},{gid_text},{cid_text},{symbol_text},{mts},{mts},{rest}"
+        flags = self.flags
+        end = end_new = "]"
+        if flags & (FLAG_SEQ_ALL | FLAG_TIMESTAMP):  # _wrap(..., auth=True) for two frames in a row
+            stamp = f",{mts}]" if flags & FLAG_TIMESTAMP else "]"
+            end = end_new = stamp
+            if flags & FLAG_SEQ_ALL:
+                pub, auth = self._pub_seq, self._auth_seq
+                self._pub_seq, self._auth_seq = pub + 2, auth + 2
+                end = f",{pub + 1},{auth + 1}{stamp}"
+                end_new = f",{pub + 2},{auth + 2}{stamp}"
+        return f'[0,"n",[{mts},"on-req",null,null,{order_array}{tail}{end}', f'[0,"on",{order_array}{end_new}'
 
     def info(self, code: int, now: float) -> list[Action]:
         """An info event 20051 (reconnect), 20060 (maintenance start: orders refused) or 20061 (end)."""
@@ -376,34 +432,20 @@ class ExchangeSession:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _dispatch(self, data: str | bytes, now: float) -> list[Action]:
-        if isinstance(data, bytes | bytearray | memoryview):
-            try:
-                data = bytes(data).decode("utf-8")
-            except UnicodeDecodeError:
-                return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not UTF-8)")]
-        try:
-            msg = _loads(data)
-        except (ValueError, RecursionError):
-            return [self._error(ERR_UNKNOWN_EVENT, "error: malformed message (not JSON)")]
-        if isinstance(msg, dict):
-            event = msg.get("event")
-            if event == "ping":
-                return self._ping(msg, now)
-            if event == "subscribe":
-                return self._subscribe(msg, now)
-            if event == "unsubscribe":
-                return self._unsubscribe(msg)
-            if event == "conf":
-                return self._conf(msg)
-            if event == "auth":
-                return self._auth(msg, now)
-            return [self._error(ERR_UNKNOWN_EVENT, "error: unknown event")]
-        if isinstance(msg, list):
-            if len(msg) >= 2 and type(msg[0]) is int and msg[0] == 0 and msg[1] == "on":
-                return self._order(msg, now)
-            return [self._error(ERR_UNKNOWN_EVENT, "error: unknown input")]
-        return [self._error(ERR_UNKNOWN_EVENT, "error: message must be a JSON object or array")]
+    def _on_event(self, msg: dict[str, Any], now: float) -> list[Action]:
+        """A JSON object from the client (``{"event": ...}``), parsed by on_message."""
+        event = msg.get("event")
+        if event == "ping":
+            return self._ping(msg, now)
+        if event == "subscribe":
+            return self._subscribe(msg, now)
+        if event == "unsubscribe":
+            return self._unsubscribe(msg)
+        if event == "conf":
+            return self._conf(msg)
+        if event == "auth":
+            return self._auth(msg, now)
+        return [self._error(ERR_UNKNOWN_EVENT, "error: unknown event")]
 
     def _ping(self, msg: dict[str, Any], now: float) -> list[Action]:
         reply: dict[str, Any] = {"event": "pong", "ts": self.market.mts(now)}
@@ -534,13 +576,14 @@ class ExchangeSession:
         return out
 
     def _order(self, msg: list[Any], now: float) -> list[Action]:
-        fields = msg[3] if len(msg) >= 4 and isinstance(msg[3], dict) else {}
+        body = msg[3] if len(msg) >= 4 else None
+        fields = body if type(body) is dict else {}  # msg comes from json: a dict is exactly a dict
         if not self.authenticated:
             return [self._notification(fields, now, ok=False, code=ERR_AUTH_FAILED, text="")]
         if self.maintenance:
             return [self._notification(fields, now, ok=False, code=INFO_MAINTENANCE_START, text="")]
         cid = fields.get("cid")
-        if cid is None and len(msg) >= 4 and isinstance(msg[3], dict):
+        if cid is None and fields is body:
             # Bitfinex takes an order without a client id (bitfinex-api-py's README example sends none) and
             # gives it one: here, as most clients do, the order's arrival time in milliseconds.
             cid = round((self._epoch_s + now) * 1000.0)
@@ -550,7 +593,8 @@ class ExchangeSession:
             entry = None
         else:
             key = _order_shape(fields)
-            entry = None if key is None else self._shape_entry(key, fields)
+            # self._shape_entry(key, fields), its lookup inlined: one call less per order
+            entry = None if key is None else self._order_cache.get(key) or self._shape_entry(key, fields)
             problem = self._fields_problem(fields) if entry is None else entry.problem
         if problem is not None:
             code, text = problem

@@ -416,6 +416,26 @@ class Link:
         st.last_at = at
         return at
 
+    def deliver_pair_at(self, direction: str, now: float) -> tuple[float, float]:
+        """:meth:`deliver_at` twice (two frames sent back to back at ``now``), in one call: same draws, same
+        order, same FIFO bookkeeping."""
+        st = self._dirs[direction]
+        sched = self.schedule
+        delay = second = sched.base_latency_s
+        jitter = sched.base_jitter_s
+        if jitter:
+            gauss = st.rng.gauss
+            delay = max(0.0, delay + gauss(0.0, jitter))
+            second = max(0.0, second + gauss(0.0, jitter))
+        at = now + delay
+        if at < st.last_at:
+            at = st.last_at
+        at_second = now + second
+        if at_second < at:
+            at_second = at
+        st.last_at = at_second
+        return at, at_second
+
     def stalled(self, direction: str, now: float) -> bool:
         """True while a ``timeout`` fault stops all data in ``direction`` (a half-open link when ``timeout`` is 0).
 

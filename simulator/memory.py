@@ -75,6 +75,9 @@ class MemoryTransport:
         server = _ServerEnd(channel, self.peer)
         channel._server = server
         server.node_conn = node.connect(server)
+        # Frames go straight to the node's connection (what _ServerEnd.receive does, one call less per frame):
+        # its own open flag turns False whenever the server end closes (see _ServerEnd._released).
+        channel._receive = server.node_conn.receive
         self.network.channels.append(channel)
         if channel.close_code is not None and not channel._inbox:
             raise ConnectTimeout(f"connection closed during the opening handshake ({url})")
@@ -91,6 +94,8 @@ class MemoryChannel:
         self._inbox: deque[str | bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._server: _ServerEnd | None = None
+        #: Where a sent frame goes (the server end's connection's receive), set once connected.
+        self._receive: Callable[[str | bytes], None] | None = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
         self._ping_waiters: list[asyncio.Future[None]] = []
@@ -103,16 +108,44 @@ class MemoryChannel:
 
     # -- delivery from the server end ---------------------------------------------------------------------
 
-    def _deliver(self, data: str | bytes) -> None:
+    def _deliver(self, data: str | bytes) -> bool:
+        """Take one frame from the server end (dropped once closed); False if it was too big (then closed)."""
         if self._close_code is not None:
-            return
-        if self.max_size is not None and len(data) > self.max_size:
+            return True
+        size = len(data)
+        if self.max_size is not None and size > self.max_size:
             # What websockets does with a frame over max_size: close with 1009, message too big.
             self._closed_by_peer(1009, "message too big", notify_server=True)
-            return
+            return False
         self._inbox.append(data)
-        self.bytes_received += len(data)
+        self.bytes_received += size
         self._wake()
+        return True
+
+    def _deliver_pair(self, first: str | bytes, second: str | bytes) -> bool:
+        """``_deliver(first)`` then ``_deliver(second)`` with one wake-up (the second one's does nothing: the
+        first scheduled the drain or woke the reader). False if ``first`` closed the channel (too big): then
+        ``second`` was not delivered and the server end is closed."""
+        if self._close_code is not None:
+            return True  # both dropped, as _deliver() drops them
+        size, size_second = len(first), len(second)
+        max_size = self.max_size
+        if max_size is not None and (size > max_size or size_second > max_size):  # rare: one at a time
+            if not self._deliver(first):
+                return False
+            self._deliver(second)
+            return True
+        inbox = self._inbox
+        inbox.append(first)
+        inbox.append(second)
+        self.bytes_received += size + size_second
+        if self._push is not None:  # _wake() in push mode, inlined (the channel is open: no pings to release)
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
+        else:
+            self._wake()
+        return True
 
     def _closed_by_peer(self, code: int, reason: str, *, notify_server: bool = False) -> None:
         if self._close_code is not None:
@@ -163,16 +196,21 @@ class MemoryChannel:
         server = self._server
         assert server is not None
         self.bytes_sent += len(data)
-        self._loop.call_soon(server.receive, data)
+        self._loop.call_soon(self._receive or server.receive, data)
 
     def send_nowait(self, data: str | bytes) -> bool:
         """:meth:`send` without a task switch (sending never waits here); ``False`` once closed (then
         :meth:`send` raises the loss)."""
-        server = self._server
-        if self._close_code is not None or server is None:
+        receive = self._receive
+        if receive is None:
+            server = self._server
+            if server is None:
+                return False
+            receive = server.receive
+        if self._close_code is not None:
             return False
         self.bytes_sent += len(data)
-        self._loop.call_soon(server.receive, data)
+        self._loop.call_soon(receive, data)
         return True
 
     def push_to(self, on_message: Callable[[str | bytes], None], on_lost: Callable[[ConnectionLost], None]) -> bool:
@@ -269,6 +307,13 @@ class _ServerEnd:
     def send(self, data: str | bytes) -> None:
         if self._open:
             self.client._deliver(data)
+
+    def send_pair(self, first: str | bytes, second: str | bytes) -> bool:
+        """``send(first)`` then ``send(second)`` in one call; False if ``first`` closed the connection (then
+        ``second`` was not sent)."""
+        if self._open:
+            return self.client._deliver_pair(first, second)
+        return True
 
     def send_fragments(self, parts: Sequence[str | bytes], delay_s: float) -> None:
         """The client sees the reassembled message once its last fragment has arrived."""

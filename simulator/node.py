@@ -118,6 +118,9 @@ class NodeConnection:
         self._plain_until = -math.inf
         #: True while reading from the client is paused (a ``timeout`` fault on the up direction).
         self.reading_paused = False
+        #: The channel's optional ``send_pair(first, second) -> bool`` (the in-memory transport has one): two
+        #: frames in one call, False if the first closed the connection. Otherwise two send() calls.
+        self._send_pair: Callable[[str | bytes, str | bytes], bool] | None = getattr(channel, "send_pair", None)
 
     # -- inbound ----------------------------------------------------------------------------------------------
 
@@ -130,7 +133,11 @@ class NodeConnection:
         if now < self._plain_until or self._plain(now):  # the common case: no fault, maybe the node's latency
             at = self.link.deliver_at("up", now)  # what plan() would say, without its general machinery
             if at <= now + node.timer_slack_s and not self._in:
-                self._handle_inbound(data, now)
+                # self._handle_inbound(data, now), inlined: this runs once per client frame
+                node.frames_received += 1
+                if node._market_dormant and data[:1] != "[" and _may_subscribe(data):
+                    node._wake_market(now)
+                self.execute(self.session.on_message(data, now), now)
             else:
                 heapq.heappush(self._in, (at, next(self._seq), data))
                 self._arm_in()
@@ -193,13 +200,38 @@ class NodeConnection:
                     continue
                 for d in link.plan("down", action.text, now):
                     self._schedule_out(d)
-            elif isinstance(action, Order):
-                self.node._submit(self, action, now)
+            elif isinstance(action, Order):  # through the node's service model
+                done = self.node.service.submit(now)
+                if done is None:
+                    self.node._reject(self, action, now)
+                else:
+                    self.complete_at(done, action)
             elif isinstance(action, Close):
                 self._schedule_out(CloseLink(self.link.close_at(now), action.code, action.reason))
         if self._tick_timer is None:
             # An armed heartbeat timer is never late: sending only moves deadlines later, and a channel opened
             # now is due no earlier than the channels already open (see ExchangeSession.next_deadline).
+            self._arm_tick(now)
+
+    def _send_answer(self, note: str, new: str, now: float) -> None:
+        """``execute([Send(note), Send(new)], now)`` on a plain link (the two frames answering an order): one call
+        into the link for both times and, when both go out now, one into the channel (``send_pair``)."""
+        node = self.node
+        at, at_new = self.link.deliver_pair_at("down", now)
+        due = now + node.timer_slack_s
+        send_pair = self._send_pair
+        if send_pair is not None and at_new <= due and not self._out:
+            node.frames_sent += 2 if send_pair(note, new) else 1
+        else:  # what execute() does frame by frame
+            for text, when in ((note, at), (new, at_new)):
+                if not self.open:
+                    return
+                if when <= due and not self._out:
+                    node.frames_sent += 1
+                    self.channel.send(text)
+                else:
+                    self._schedule_out(Deliver(when, text))
+        if self._tick_timer is None:
             self._arm_tick(now)
 
     def _schedule_out(self, d: Deliver | CloseLink | AbortLink) -> None:
@@ -286,7 +318,9 @@ class NodeConnection:
         while self.open and done and done[0][0] <= due:
             order = heapq.heappop(done)[2]
             if now < self._plain_until:  # the common case, ExchangeNode._finish without its error_reply check
-                self.execute(session.order_done(order, now, ok=True), now)
+                texts = session.order_texts(order, now)  # = order_done(order, now, ok=True), as two texts
+                if texts is not None:
+                    self._send_answer(texts[0], texts[1], now)
             else:
                 node._finish(self, order, now)
         if self.open and done:
@@ -522,13 +556,10 @@ class ExchangeNode:
 
     # -- orders -----------------------------------------------------------------------------------------------
 
-    def _submit(self, conn: NodeConnection, order: Order, now: float) -> None:
-        done = self.service.submit(now)
-        if done is None:
-            self.orders_rejected += 1
-            conn.execute(conn.session.order_done(order, now, ok=False, code=RATE_LIMIT_CODE), now)
-            return
-        conn.complete_at(done, order)
+    def _reject(self, conn: NodeConnection, order: Order, now: float) -> None:
+        """The service model refused ``order`` (queue full): answer it with the rate-limit error now."""
+        self.orders_rejected += 1
+        conn.execute(conn.session.order_done(order, now, ok=False, code=RATE_LIMIT_CODE), now)
 
     def _finish(self, conn: NodeConnection, order: Order, now: float) -> None:
         # A plain link has no error_reply fault active: order_error() would return None without a draw.

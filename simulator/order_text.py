@@ -84,7 +84,10 @@ def order_shape(o: dict[str, Any]) -> tuple[str, str, str, str] | None:
     ``symbol``, ``amount``, ``price`` and ``cid``, the first four strings (then equal keys mean equal fields)."""
     if len(o) != 5:
         return None
-    order_type, symbol, amount, price = o.get("type"), o.get("symbol"), o.get("amount"), o.get("price")
+    try:  # subscripts, not o.get(): no call per field (this runs once per order)
+        order_type, symbol, amount, price = o["type"], o["symbol"], o["amount"], o["price"]
+    except KeyError:
+        return None
     if type(order_type) is str and type(symbol) is str and type(amount) is str and type(price) is str and "cid" in o:
         return order_type, symbol, amount, price
     return None

@@ -219,10 +219,13 @@ class ServiceModel:
         else:
             start = now
         i = self._next_draw
-        if i >= len(self._draws):
+        try:  # no len() per request: the batch runs out once in _BATCH draws
+            service = self._draws[i]
+        except IndexError:
             self._draws = np.asarray(self.distribution.draw(self._rng, _BATCH), dtype=float).tolist()
             i = 0
-        done = start + self._draws[i] * self.latency_factor
+            service = self._draws[0]
+        done = start + service * self.latency_factor
         self._next_draw = i + 1
         heapq.heapreplace(free, done)
         heapq.heappush(completions, done)

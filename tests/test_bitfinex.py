@@ -575,6 +575,38 @@ def test_seq_all_on_channel_zero_carries_public_and_auth_numbers() -> None:
     assert err[-1] == 6 and isinstance(err[-2], list)  # error notifications carry the public number only
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    flags=st.sampled_from([0, FLAG_SEQ_ALL, FLAG_TIMESTAMP, FLAG_SEQ_ALL | FLAG_TIMESTAMP | FLAG_OB_CHECKSUM]),
+    orders=st.lists(
+        st.tuples(
+            st.sampled_from([{}, {"cid": None}, {"amount": "-2"}, {"type": "MARKET", "price": None}, {"gid": 3}]),
+            st.floats(0, 1e6),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_order_answer_fast_path_gives_the_general_paths_bytes(flags: int, orders: list[Any]) -> None:
+    # order_done(ok=True) writes an order with a cached shape in _answer_texts(); without a shape it goes through
+    # _note_texts() and _wrap(). Two sessions in the same state, one forced down the general path: same frames,
+    # same sequence numbers, same order ids; order_texts() is order_done's texts.
+    fast, slow = authed(), authed()
+    for s in (fast, slow):
+        send(s, {"event": "conf", "flags": flags})
+    for fields, now in orders:
+        (order,) = fast.on_message(json.dumps(order_message(**fields)), now)
+        (twin,) = slow.on_message(json.dumps(order_message(**fields)), now)
+        assert isinstance(order, Order) and isinstance(twin, Order)
+        twin = Order(twin.cid, twin.request, twin.received_at)  # no shape: the general path
+        got = fast.order_texts(order, now) if now > 5e5 else tuple(a.text for a in fast.order_done(order, now, ok=True))
+        want = tuple(a.text for a in slow.order_done(twin, now, ok=True))
+        assert got == want
+        assert (fast._pub_seq, fast._auth_seq) == (slow._pub_seq, slow._auth_seq)
+    fast.on_close(1e6)
+    assert fast.order_texts(order, 1e6) is None and fast.order_done(order, 1e6, ok=True) == []
+
+
 # ----------------------------------------------------------------------------- info codes
 
 

@@ -471,6 +471,12 @@ def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
     assert repr(got) == repr(expected)
 
 
+def _int_within_64_bits(text: str) -> int | float:
+    """How orjson reads an integer: exactly within [-2**63, 2**64), as the nearest float beyond."""
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(text)
+
+
 def _rfc8259(value: object) -> bool:
     """True if ``value`` (from json.loads) is inside what orjson reads exactly like json: finite floats, strings
     without unpaired surrogates, integers within 64 bits."""
@@ -522,7 +528,7 @@ def test_the_frame_decoder_is_json_loads(text: str) -> None:
             got = bfx._loads(text)
         except ValueError:
             return
-        assert json.dumps(got) == json.dumps(json.loads(text, parse_int=float))
+        assert json.dumps(got) == json.dumps(json.loads(text, parse_int=_int_within_64_bits))
 
 
 def test_an_unanswered_conf_is_sent_again_until_the_exchange_confirms_it() -> None:
@@ -543,3 +549,24 @@ def test_an_unanswered_conf_is_sent_again_until_the_exchange_confirms_it() -> No
     assert proto.overdue_subscriptions(10.0, 1.0) == []
     # a fresh channel starts over
     assert proto.opening_frames(now=20.0) == [conf] and proto.conf_sent_at == 20.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[0, 19000000000000000000]", [0, 1.9e19]),  # beyond 64 bits: the nearest float
+        ("[18446744073709551615, -9223372036854775808]", [2**64 - 1, -(2**63)]),  # the 64-bit edges, exact
+        ('[1.5, "\\u00e9", {"a": null}]', [1.5, "é", {"a": None}]),
+    ],
+)
+def test_the_frame_decoder_at_the_edges(text: str, expected: object) -> None:
+    got = bfx._loads(text)
+    assert got == expected and [type(v) for v in got] == [type(v) for v in expected]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", "[1e400]", '["\\ud800"]', b"\xff", "\ufeff[1]", "[1]x", ""])
+def test_the_frame_decoder_refuses_what_rfc_8259_refuses(text: str | bytes) -> None:
+    with pytest.raises(ValueError):
+        bfx._loads(text)
+    [problem] = bfx.ClientProtocol(max_frame_bytes=1 << 20).receive(text)
+    assert problem.kind == "malformed" and problem.message.startswith(f"undecodable frame ({len(text)} bytes): ")

@@ -382,6 +382,32 @@ def test_deliver_at_is_what_plan_says_on_a_plain_link(
         assert planned.plan(direction, STREAM, now) == [Deliver(timed.deliver_at(direction, now), STREAM)]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0, 0.05),
+    st.floats(0, 0.02),
+    st.lists(st.tuples(st.floats(0, 0.01), st.booleans()), min_size=1, max_size=30),
+    st.integers(0, 99),
+)
+def test_deliver_pair_at_is_deliver_at_twice(
+    latency: float, jitter: float, steps: list[tuple[float, bool]], seed: int
+) -> None:
+    # the node's answer to an order asks for both frames' times at once; single frames in between
+    single = sched(base_latency_s=latency, base_jitter_s=jitter, seed=seed).open_link()
+    paired = sched(base_latency_s=latency, base_jitter_s=jitter, seed=seed).open_link()
+    now = 0.0
+    for gap, pair in steps:
+        now += gap
+        if pair:
+            assert paired.deliver_pair_at("down", now) == (
+                single.deliver_at("down", now),
+                single.deliver_at("down", now),
+            )
+        else:
+            assert paired.deliver_at("down", now) == single.deliver_at("down", now)
+    assert paired.plan("down", STREAM, now) == single.plan("down", STREAM, now)  # same draws, same FIFO state
+
+
 def test_plain_until_ignores_base_latency_but_not_faults() -> None:
     s = sched(
         Fault("loss", at_s=1, duration_s=1, params={"rate": 0.5}),

@@ -182,3 +182,43 @@ def test_push_mode_and_recv_give_the_same_stream_in_virtual_time():
     pulled = run_virtual(session(False))
     pushed = run_virtual(session(True))
     assert len(pulled) > 10 and pushed[: len(pulled)] == pulled
+
+
+def test_send_pair_is_two_sends_in_one_call():
+    # The node answers an order with two frames through _ServerEnd.send_pair: the same as send() twice (order,
+    # byte counts, one drain in push mode, a waiting recv() woken), and a first frame over max_size closes the
+    # channel without delivering the second (False: the node counts one frame sent).
+    async def main():
+        node, network = make()
+        node.start()
+        pulled = await MemoryTransport(network).connect(URL, CFG)
+        await pulled.recv()  # info
+        server = pulled._server
+        waiter = asyncio.ensure_future(pulled.recv())
+        await asyncio.sleep(0)
+        assert server.send_pair("a", "bc") is True
+        assert await waiter == "a" and await pulled.recv() == "bc"
+        pushed = await MemoryTransport(network).connect(URL, CFG)
+        got: list = []
+        pushed.push_to(got.append, lambda exc: None)
+        await asyncio.sleep(0)
+        received = pushed.bytes_received
+        assert pushed._server.send_pair("x", "yz") is True
+        assert got[1:] == [] and pushed._drain_scheduled  # delivered by one loop callback, as frames are
+        await asyncio.sleep(0)
+        assert got[1:] == ["x", "yz"] and pushed.bytes_received == received + 3
+        small = await MemoryTransport(network).connect(URL, CFG)
+        small.max_size = 4
+        small._inbox.clear()
+        small_server = small._server
+        assert small_server.send_pair("12345", "1") is False  # first too big: closed, second dropped
+        assert small.close_code == 1009 and list(small._inbox) == [] and not small_server._open
+        assert small_server.send_pair("late", "late") is True  # closed: ignored, like send()
+        last = await MemoryTransport(network).connect(URL, CFG)
+        last.max_size = 4
+        last._inbox.clear()
+        assert last._server.send_pair("1234", "12345") is True  # second too big: first delivered, then closed
+        assert list(last._inbox) == ["1234"] and last.close_code == 1009
+        node.stop()
+
+    run_virtual(main())

@@ -531,11 +531,11 @@ def test_order_notifications_are_the_json_of_the_reference_list(calls: list[Any]
     from simulator.market import MarketFeed
 
     session = ExchangeSession(market=MarketFeed(("tBTCUSD",), __import__("numpy").random.default_rng(1)))
-    session._wrap = lambda prefix, payload, t, auth=False: payload  # type: ignore[method-assign]
+    # flags 0: every frame is "[0," + payload + "]" (tests/test_bitfinex.py covers the flags' tails)
     for fields, ok, code, text, now in calls:  # one session: later calls hit the per-shape cache
         oid = session.market._order_id + 1
         got = session._notification(fields, now, ok=ok, code=code, text=text).text
-        assert got == _reference_note(session, fields, now, ok=ok, code=code, text=text, oid=oid)
+        assert got == "[0," + _reference_note(session, fields, now, ok=ok, code=code, text=text, oid=oid) + "]"
         if type(fields.get("cid")) is int and 0 <= fields["cid"] < 2**53:
             assert session._order_problem(fields) == session._fields_problem(fields)
         # the order path proper: accepted orders carry their shape to order_done
@@ -545,8 +545,9 @@ def test_order_notifications_are_the_json_of_the_reference_list(calls: list[Any]
             oid = session.market._order_id + 1
             [sent, new] = session.order_done(action, now, ok=True)
             accepted = action.request[3]  # the fields, with the cid the exchange gave an order that had none
-            assert sent.text == _reference_note(session, accepted, now, ok=True, code=None, text="", oid=oid)
-            assert new.text == '"on",' + json.dumps(json.loads(sent.text[4:])[4], separators=(",", ":"))
+            note = _reference_note(session, accepted, now, ok=True, code=None, text="", oid=oid)
+            assert sent.text == "[0," + note + "]"
+            assert new.text == '[0,"on",' + json.dumps(json.loads(sent.text)[2][4], separators=(",", ":")) + "]"
 
 
 _json_values = st.recursive(
@@ -574,3 +575,74 @@ def test_frames_parse_exactly_as_json_loads(body: str, tail: str, head: str) -> 
             return repr(("error", type(exc)))
 
     assert outcome(_loads) == outcome(json.loads)
+
+
+class PairChannel(MemoryChannel):
+    """A channel with the optional send_pair (as the in-memory transport's server end has)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs = 0
+
+    def send_pair(self, first: str | bytes, second: str | bytes) -> bool:
+        self.pairs += 1
+        self.send(first)
+        self.send(second)
+        return True
+
+
+@pytest.mark.parametrize(("latency", "jitter"), [(0.0, 0.0), (0.0, 0.004), (0.02, 0.0), (0.02, 0.01)])
+def test_order_answers_are_the_same_with_and_without_send_pair(latency: float, jitter: float) -> None:
+    # NodeConnection._send_answer: on a plain link both frames of an order's answer go out with one send_pair()
+    # when the channel has it and both are due now; otherwise frame by frame as execute() would. Same frames,
+    # same times, same jitter draws, same count.
+    async def main(ch: MemoryChannel) -> tuple[list[tuple[float, Any]], int]:
+        node = ExchangeNode(
+            spec(
+                network_latency_s=latency,
+                network_jitter_s=jitter,
+                service=ServiceSpec("exponential", 1, {"mean": 0.005}),
+            )
+        )
+        node.start()
+        conn = node.connect(ch)
+        conn.receive(auth_message())
+        for cid in range(1, 40):
+            await asyncio.sleep(0.002 * (cid % 4))
+            conn.receive(order_message(cid))
+        await asyncio.sleep(1.0)
+        node.stop()
+        return ch.frames, node.frames_sent
+
+    plain, paired = MemoryChannel(), PairChannel()
+    assert run_virtual(main(plain)) == run_virtual(main(paired))
+    assert len(plain.find(is_order_reply)) == 39
+    if latency == 0.0:
+        assert paired.pairs > 0  # the one-call path ran (with jitter: when both draws came out at 0)
+    elif jitter == 0.0:
+        assert paired.pairs == 0  # every answer waited for the latency: the frame-by-frame path
+
+
+def test_a_send_pair_that_closes_at_the_first_frame_counts_one() -> None:
+    class ClosingChannel(MemoryChannel):
+        conn: Any = None
+
+        def send_pair(self, first: str | bytes, second: str | bytes) -> bool:
+            self.send(first)
+            self.conn.closed()  # the first frame was too big: the shell closed the connection
+            return False
+
+    async def main() -> tuple[int, int]:
+        node = ExchangeNode(spec())
+        node.start()
+        ch = ClosingChannel()
+        ch.conn = conn = node.connect(ch)
+        conn.receive(auth_message())
+        await asyncio.sleep(0.001)
+        before = node.frames_sent
+        conn.receive(order_message(1))
+        await asyncio.sleep(0.1)
+        node.stop()
+        return node.frames_sent - before, len(ch.find(is_order_reply))
+
+    assert run_virtual(main()) == (1, 1)
