@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import bitfinex_client as bfx
-from .backoff import Backoff, RetryPolicy
+from .backoff import Backoff, Delay, RetryPolicy
 from .config import ConnectionConfig
 from .exceptions import (
     ConfigurationError,
@@ -289,6 +289,7 @@ class ManagedConnection(ConnectionTraffic):
         session = self._session
         if session is not None:
             end = SessionEnd(reason, RetryPolicy.NO_RETRY, 1000, reason, local=True)
+            session.on_end = None  # asked to disconnect: DISCONNECTED below, not FAILED
             session.end(end)
             await self._teardown(session, end if session.ended.cancelled() else session.ended.result())
         if self._state in (_S.CONNECTED, _S.CONNECTING, _S.RECONNECTING, _S.FAILED):
@@ -366,6 +367,7 @@ class ManagedConnection(ConnectionTraffic):
             await self._teardown(session, end)
             return None, end
         self._set_state(_S.CONNECTED, "open")
+        session.on_end = self._on_session_end  # from now on, a loss leaves CONNECTED at once
         self._metrics.connects += 1
         self._metrics.connected_since = now
         self._backoff.connected(loop.time())
@@ -388,38 +390,63 @@ class ManagedConnection(ConnectionTraffic):
             logger.exception("%s: supervisor failed", self._id)
             self._error("internal", f"supervisor failed: {type(exc).__name__}: {exc}")
             if self._session is not None:
+                self._session.on_end = None  # no reconnect decision: the supervisor is gone
                 self._session.end(SessionEnd("internal error", RetryPolicy.NO_RETRY, 1011, local=True))
                 await self._teardown(self._session, self._session.ended.result())
             if is_legal(self._state, _S.FAILED):
                 self._set_state(_S.FAILED, "internal error")
             self._emit("gave_up", self._now(), reason="internal error", attempts=self._backoff.attempts, code=None)
 
+    def _on_session_end(self, session: Session, end: SessionEnd) -> None:
+        """The open channel ended (``Session.on_end``, called synchronously wherever the loss was seen: the
+        reader, the channel's push, the writer, the watchdog, the pinger, a 20051). Leave CONNECTED now, so that
+        the balancer (through the store) stops choosing this connection before anything else runs; the
+        supervisor does the rest (teardown, events, the wait, the next attempt) at its next step."""
+        if session.loss is not None:
+            return
+        lost_at = self._now()
+        self._backoff.lost(lost_at)
+        try:
+            session.loss = (lost_at, self._leave(end))
+        except Exception:  # raised into whoever saw the loss otherwise; the supervisor decides instead
+            logger.exception("%s: leaving CONNECTED at the loss failed", self._id)
+
+    def _leave(self, end: SessionEnd) -> Delay | None:
+        """Decide what follows a loss or a failed attempt and set the state: DISCONNECTED (reconnection off),
+        FAILED (no retry left, returns None) or RECONNECTING (returns the delay before the next attempt)."""
+        if self._config.max_reconnect_attempts == 0 and self._state is _S.CONNECTED:
+            # reconnection is off: a lost connection is simply disconnected
+            self._set_state(_S.DISCONNECTED, end.reason)
+            return None
+        delay = None if self._config.max_reconnect_attempts == 0 else self._backoff.next_delay(end.policy)
+        self._set_state(_S.FAILED if delay is None else _S.RECONNECTING, end.reason)
+        return delay
+
     async def _supervise_loop(self, session: Session | None, failure: SessionEnd) -> None:
         loop = self._loop or asyncio.get_running_loop()
         while True:
             if session is not None:
                 end = await asyncio.shield(session.ended)  # cancelling us must not cancel the session's future
-                lost_at = loop.time()
-                self._backoff.lost(lost_at)
+                if session.loss is None:  # not decided at the loss (the session ended before CONNECTED)
+                    lost_at = loop.time()
+                    self._backoff.lost(lost_at)
+                    session.loss = (lost_at, self._leave(end))
+                lost_at, delay = session.loss
             else:
                 end, lost_at = failure, loop.time()
                 self._error("connect_failed", end.reason, emit=False)
-            # The state changes first (the balancer stops choosing us at once), the channel closes after.
-            if self._config.max_reconnect_attempts == 0 and self._state is _S.CONNECTED:
-                # reconnection is off: a lost connection is simply disconnected
-                self._set_state(_S.DISCONNECTED, end.reason)
+                # The state changes first (the balancer stops choosing us at once), the channel closes after.
+                delay = self._leave(end)
+            if self._state is _S.DISCONNECTED:
                 if session is not None:
                     await self._teardown(session, end)
                 self._emit("disconnected", loop.time(), reason=end.reason, code=end.code)
                 return
-            delay = None if self._config.max_reconnect_attempts == 0 else self._backoff.next_delay(end.policy)
             if delay is None:
-                self._set_state(_S.FAILED, end.reason)
                 if session is not None:
                     await self._teardown(session, end)
                 self._emit("gave_up", loop.time(), reason=end.reason, attempts=self._backoff.attempts, code=end.code)
                 return
-            self._set_state(_S.RECONNECTING, end.reason)
             self._metrics.reconnects += 1
             if self._store is not None:
                 self._store.record_reconnect(self._id, now=loop.time())

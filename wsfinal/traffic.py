@@ -116,10 +116,21 @@ class Session:
     writing: bool = False  # the writer task was started
     #: Set at the end of teardown: a pushing channel's late messages are ignored from then on.
     detached: bool = False
+    #: Called once, synchronously, by the first :meth:`end` (the connection sets it once it is CONNECTED, so that
+    #: a lost channel leaves CONNECTED, and the balancer's selection, at once rather than at the supervisor's next
+    #: step). Cleared before it is called; clear it yourself to end the session without it (``disconnect()``).
+    on_end: Callable[[Session, SessionEnd], None] | None = None
+    #: What the connection decided when the session ended (set by the connection; read by its supervisor).
+    loss: Any = None
 
     def end(self, end: SessionEnd) -> None:
+        """End the session with ``end`` (the first call wins); then call :attr:`on_end`, if set."""
         if not self.ended.done():
             self.ended.set_result(end)
+            on_end = self.on_end
+            if on_end is not None:
+                self.on_end = None
+                on_end(self, end)
 
     def all_tasks(self) -> list[asyncio.Task[None]]:
         return self.tasks if self.reader is None else [self.reader, *self.tasks]
@@ -645,8 +656,10 @@ class ConnectionTraffic(WebSocketConnectionInterface):
             self._metrics.last_request_latency_ms = latency
         store = self._store
         if store is not None:
-            if size is None:
-                store.request_finished(self._id, ok=ok, latency_ms=latency, now=outcome.finished_at)
+            if size is None:  # a timeout, a loss (NOT_SENT: never written), or an answer to a foreign store
+                store.request_finished(
+                    self._id, ok=ok, latency_ms=latency, outcome=outcome.kind._value_, now=outcome.finished_at
+                )
             else:
                 store.answer_received(self._id, size, ok=ok, latency_ms=latency, now=outcome.finished_at)
         if size is not None:
