@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import zlib
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from json_rfc import int_within_64_bits, rfc8259
 
 from simulator.bitfinex import ExchangeSession, Send
 from simulator.market import MarketFeed
@@ -461,7 +461,7 @@ def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
         assert len(got) == 1 and got[0].kind == "malformed"
         assert got[0].message.startswith(f"undecodable frame ({len(text)} bytes): ")
         return
-    if not _rfc8259(value):  # NaN and the like are refused; a huge integer reads as a float: no exception either way
+    if not rfc8259(value):  # NaN and the like are refused; a huge integer reads as a float: no exception either way
         assert isinstance(got, list)
         return
     try:
@@ -469,33 +469,6 @@ def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
     except ProtocolViolation as exc:
         expected = [bfx.Problem("malformed", str(exc))]
     assert repr(got) == repr(expected)
-
-
-def _int_within_64_bits(text: str) -> int | float:
-    """How orjson reads an integer: exactly within [-2**63, 2**64), as the nearest float beyond."""
-    value = int(text)
-    return value if -(2**63) <= value < 2**64 else float(text)
-
-
-def _rfc8259(value: object) -> bool:
-    """True if ``value`` (from json.loads) is inside what orjson reads exactly like json: finite floats, strings
-    without unpaired surrogates, integers within 64 bits."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, bool) or value is None:
-        return True
-    if isinstance(value, int):
-        return -(2**63) <= value < 2**64
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, list):
-        return all(_rfc8259(v) for v in value)
-    assert isinstance(value, dict)
-    return all(_rfc8259(k) and _rfc8259(v) for k, v in value.items())
 
 
 @given(
@@ -521,14 +494,14 @@ def test_the_frame_decoder_is_json_loads(text: str) -> None:
         with pytest.raises(ValueError):
             bfx._loads(text)
         return
-    if _rfc8259(expected):
+    if rfc8259(expected):
         assert json.dumps(bfx._loads(text)) == json.dumps(expected)
     else:  # NaN, Infinity, unpaired surrogates are refused; an integer beyond 64 bits reads as a float
         try:
             got = bfx._loads(text)
         except ValueError:
             return
-        assert json.dumps(got) == json.dumps(json.loads(text, parse_int=_int_within_64_bits))
+        assert json.dumps(got) == json.dumps(json.loads(text, parse_int=int_within_64_bits))
 
 
 def test_an_unanswered_conf_is_sent_again_until_the_exchange_confirms_it() -> None:
