@@ -358,3 +358,22 @@ def test_combined_request_calls_equal_their_parts_with_one_notification_each():
     combined.answer_received("gone", 10, ok=True, latency_ms=1.0)  # removed: ignored, like request_finished
     with pytest.raises(UsageError, match="unknown connection id 'gone'"):
         combined.request_sent("gone", 10)
+
+
+def test_a_new_session_starts_a_new_failure_streak():
+    # Requests lost with a session count against it; the reconnected session must not inherit the streak (the
+    # balancer would eject the healthy new session at its first request).
+    store = InMemoryConnectionStore(clock=FakeClock(0.0))
+    store.register("a", cfg())
+    store.set_state("a", S.CONNECTING)
+    store.set_state("a", S.CONNECTED)
+    for _ in range(6):
+        store.request_started("a")
+    for _ in range(6):
+        store.request_finished("a", ok=False, latency_ms=None, outcome="connection_lost")
+    store.set_state("a", S.RECONNECTING)
+    store.set_state("a", S.CONNECTING)
+    assert store.get("a").consecutive_failures == 6  # kept while down: it is what happened to that session
+    store.set_state("a", S.CONNECTED)
+    r = store.get("a")
+    assert r.consecutive_failures == 0 and r.requests_failed == 6  # the totals stay

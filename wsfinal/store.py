@@ -226,7 +226,8 @@ class InMemoryConnectionStore:
     def set_state(self, connection_id: str, state: ConnectionState, now: float | None = None) -> ConnectionRecord:
         """Move a connection to ``state``; raises :class:`InvalidTransitionError` if the table forbids it.
 
-        Setting the state it already has is a no-op (no event).
+        Setting the state it already has is a no-op (no event). Entering ``CONNECTED`` clears ``stale`` and the
+        ``consecutive_failures`` streak: the session is new.
         """
         t = self._now(now)
         with self._lock:
@@ -238,7 +239,10 @@ class InMemoryConnectionStore:
             record.state = state
             record.last_activity = t
             if state is ConnectionState.CONNECTED:
+                # A new session: its failure streak starts again (requests lost with the old session would
+                # otherwise get the healthy new one ejected at its first request).
                 record.stale = False
+                record.consecutive_failures = 0
             self.operations["set_state"] += 1
             observers = list(self._observers)
         for observer in observers:
