@@ -433,20 +433,24 @@ def test_the_fast_paths_on_the_frames_of_a_request() -> None:
     assert (proto.sequence.gaps, proto.sequence.stale) == (2, 1)
 
 
+#: JSON documents with a little text around them (none, whitespace, or junk that makes them invalid).
+_JSON_TEXTS = st.builds(
+    lambda value, before, after: before + json.dumps(value) + after,
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=8,
+    ),
+    st.sampled_from(["", " ", "\n"]),
+    st.sampled_from(["", " ", "x", "]", "{}"]),
+)
+
+
 @given(
     st.one_of(
         st.text(max_size=30),
         st.binary(max_size=30),
-        st.builds(
-            lambda value, before, after: before + json.dumps(value) + after,
-            st.recursive(
-                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-                max_leaves=8,
-            ),
-            st.sampled_from(["", " ", "\n"]),
-            st.sampled_from(["", " ", "x", "]", "{}"]),
-        ),
+        _JSON_TEXTS,
     )
 )
 def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
@@ -474,16 +478,7 @@ def test_receive_decodes_as_json_loads(text: str | bytes) -> None:
 @given(
     st.one_of(
         st.text(max_size=30),
-        st.builds(
-            lambda value, before, after: before + json.dumps(value) + after,
-            st.recursive(
-                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-                max_leaves=8,
-            ),
-            st.sampled_from(["", " ", "\n"]),
-            st.sampled_from(["", " ", "x", "]", "{}"]),
-        ),
+        _JSON_TEXTS,
     )
 )
 def test_the_frame_decoder_is_json_loads(text: str) -> None:
