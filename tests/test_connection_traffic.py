@@ -17,12 +17,12 @@ from simulator.memory import MemoryNetwork, MemoryTransport
 from simulator.node import ExchangeNode
 from simulator.scenario import NodeSpec
 from simulator.virtual import run_virtual
-from wsfinal import ConnectionConfig, ConnectionState, ConnectionType
+from wsfinal import ConnectionConfig, ConnectionState, ConnectionType, traffic
 from wsfinal.connection import ManagedConnection
 from wsfinal.exceptions import ConnectionLost
 from wsfinal.requests import OutcomeKind
 from wsfinal.store import InMemoryConnectionStore
-from wsfinal.traffic import _dumps, _encode_frame
+from wsfinal.traffic import _dumps, _encode_frame, _encode_order
 
 _json = st.recursive(
     st.none()
@@ -48,6 +48,41 @@ def test_the_frame_encoder_on_an_order_frame_and_on_what_json_cannot_encode() ->
     assert json.loads(_encode_frame(frame)) == frame
     with pytest.raises(TypeError, match="not JSON serializable"):
         _encode_frame([0, "on", None, {"x": object()}])
+
+
+_fields = st.dictionaries(
+    st.text(max_size=8) | st.sampled_from(["cid", "type", "\x7f", "é", "\ud800"]),
+    st.text(max_size=12)
+    | st.sampled_from(["\x7f", "a\x7f", "é", "\u2028", "\ud800", '\x00\x1f\\"/'])
+    | st.integers(-(2**70), 2**70)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.lists(st.integers(), max_size=2),
+    max_size=6,
+)
+
+
+@given(_fields)
+def test_the_order_encoder_writes_what_the_frame_encoder_writes(fields: dict[str, Any]) -> None:
+    assert _encode_order(fields) == _encode_frame([0, "on", None, fields])
+
+
+def test_the_order_encoder_takes_orjsons_way_only_where_it_writes_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import enum
+
+    class Side(enum.Enum):
+        BUY = "buy"
+
+    plain = {"type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.1", "flags": 0, "hidden": True, "gid": None}
+    json_way = []
+    monkeypatch.setattr(traffic, "_encode_frame", lambda frame: json_way.append(frame) or _encode_frame(frame))
+    assert json.loads(_encode_order(plain)) == [0, "on", None, plain] and not json_way
+    for odd in ({"price": 1e16}, {"cid": 2**64}, {"x": "é"}, {"x": "\x7f"}, {1: "a"}, {"x": "\ud800"}):
+        assert _encode_order(odd) == _encode_frame([0, "on", None, odd])
+    assert len(json_way) == 6
+    with pytest.raises(TypeError, match="not JSON serializable"):  # orjson would write "buy"
+        _encode_order({"side": Side.BUY})
 
 
 # --- the receive path in virtual time: the frames every request brings -----------------------------------------
@@ -329,3 +364,33 @@ def test_requests_still_queued_at_a_loss_count_as_not_sent_and_leave_the_failure
         await conn.disconnect()
 
     run_virtual(main())
+
+
+def test_submit_uses_the_time_its_caller_read_and_reads_the_loop_otherwise() -> None:
+    async def main() -> list[tuple[float, float, float | None]]:
+        network = MemoryNetwork()
+        node = ExchangeNode(NodeSpec(id="node-t", symbols=("tBTCUSD",), api_keys={KEY: SECRET}), seed=2)
+        network.add("127.0.0.1:7003", node)
+        node.start()
+        config = ConnectionConfig(url="ws://127.0.0.1:7003/ws/2", connection_type=ConnectionType.TRADING)
+        conn = ManagedConnection(
+            config, connection_id="c1", rng=random.Random(1), transport=MemoryTransport(network),
+            api_key=KEY, api_secret=SECRET, nonce=itertools.count(1).__next__,
+        )  # fmt: skip
+        assert await conn.connect()
+        loop = asyncio.get_running_loop()
+        seen = []
+        for given in (None, -0.25):
+            t = loop.time()
+            outcome = await conn.submit(ORDER, now=None if given is None else t + given)
+            assert outcome.kind is OutcomeKind.ACKNOWLEDGED
+            seen.append((outcome.submitted_at - t, outcome.finished_at - t, outcome.latency_ms))
+        await conn.disconnect()
+        node.stop()
+        return seen
+
+    (own, own_end, own_ms), (given, given_end, given_ms) = run_virtual(main())
+    assert own == 0.0 and given == -0.25
+    assert 0.0 < own_end < 0.25 and 0.0 < given_end < 0.25  # answered at once in both cases
+    # the latency runs from the time given
+    assert own_ms == pytest.approx(own_end * 1000.0) and given_ms == pytest.approx((given_end + 0.25) * 1000.0)

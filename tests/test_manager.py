@@ -421,3 +421,54 @@ def test_submit_on_done_without_a_load_balancer():
         node.stop()
 
     run_virtual(main())
+
+
+class _NoNowConnection(ManagedConnection):
+    """A connection whose ``submit`` takes ``tag`` and ``on_done`` but not ``now``: still called straight away."""
+
+    def submit(self, request, timeout=None, *, tag=None, on_done=None):
+        return super().submit(request, timeout, tag=tag, on_done=on_done)
+
+
+def test_submit_hands_the_time_it_read_to_connections_that_take_it():
+    async def main():
+        network = MemoryNetwork()
+        node = ExchangeNode(SPEC, seed=4)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        url = "ws://127.0.0.1:7001/ws/2"
+        config, conns = trading_connections(1, url, MemoryTransport(network))
+        plain = _NoNowConnection(
+            config, connection_id="plain", transport=MemoryTransport(network), rng=random.Random(9),
+            api_key=KEY, api_secret=SECRET, nonce=iter(range(10**7, 10**8)).__next__,
+        )  # fmt: skip
+        given = []
+        submit = conns[0].submit
+
+        def spy(request, timeout=None, *, tag=None, on_done=None, now=None):
+            given.append(now)
+            return submit(request, timeout, tag=tag, on_done=on_done, now=now)
+
+        conns[0].submit = spy  # the manager looks the bound submit up at registration
+        async with WebSocketIntegrationManager(IntegrationConfig(seed=3, health_check_interval=1)) as manager:
+            for c in [*conns, plain]:
+                await manager.register_connection(c, config)
+            assert {cid: takes_now for cid, (_, takes_now) in manager._fast_submit.items()} == {
+                "tr-0": True,
+                "plain": False,
+            }
+            loop = asyncio.get_running_loop()
+            kind = LoadBalancingStrategy.ROUND_ROBIN
+            outcomes = []
+            for _ in range(6):
+                now = loop.time()
+                outcome = await manager.submit(ORDER, ConnectionType.TRADING, kind)
+                assert outcome.kind is OutcomeKind.ACKNOWLEDGED and outcome.submitted_at == now
+                outcomes.append(outcome)
+                await asyncio.sleep(0.01)
+            assert {o.connection_id for o in outcomes} == {"tr-0", "plain"}
+            assert len(given) == 3 and all(isinstance(t, float) for t in given)
+            assert sorted(given) == sorted(o.submitted_at for o in outcomes if o.connection_id == "tr-0")
+        node.stop()
+
+    run_virtual(main())

@@ -14,6 +14,8 @@ from .config import ConnectionConfig, ConnectionType
 from .states import ConnectionState
 
 _exp = math.exp
+#: An enum member read once (a member read goes through the enum metaclass: about 0.2 us in Python 3.11).
+_CONNECTED = ConnectionState.CONNECTED
 
 #: Time constant of the latency EWMA, in seconds (a sample weighs 1 - exp(-dt / tau)).
 DEFAULT_EWMA_TAU_S = 10.0
@@ -69,7 +71,7 @@ class ConnectionRecord:
 
     @property
     def is_connected(self) -> bool:
-        return self.state is ConnectionState.CONNECTED
+        return self.state is _CONNECTED
 
     def is_ejected(self, now: float) -> bool:
         return self.ejected_until is not None and now < self.ejected_until

@@ -50,7 +50,7 @@ class RequestOutcome(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        return self.kind is OutcomeKind.ACKNOWLEDGED
+        return self.kind is _ACKNOWLEDGED  # a module constant: an enum member read costs about 0.2 us
 
 
 #: ``RequestOutcome`` from a tuple of all eight fields without the generated ``__new__``'s Python frame.
