@@ -104,6 +104,19 @@ def test_seed_usage_runs_as_written_live():
     asyncio.run(main())
 
 
+#: The one in-memory exchange node of :func:`one_node`.
+NODE_URL = "ws://127.0.0.1:7001/ws/2"
+
+
+def one_node(seed):
+    """A started in-memory exchange node at :data:`NODE_URL`: (network, node). The caller stops the node."""
+    network = MemoryNetwork()
+    node = ExchangeNode(SPEC, seed=seed)
+    network.add("127.0.0.1:7001", node)
+    node.start()
+    return network, node
+
+
 def trading_connections(n, url, transport=None):
     config = ConnectionConfig(url=url, connection_type=ConnectionType.TRADING, message_timeout_seconds=2.0)
     return config, [
@@ -157,11 +170,8 @@ def test_capacity_and_disabled_components():
             )
         )
         assert manager.analytics is None and manager.alert_manager is None and manager.load_balancer is None
-        network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=0)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        network, node = one_node(0)
+        config, conns = trading_connections(2, NODE_URL, MemoryTransport(network))
         async with manager:
             assert await manager.register_connection(conns[0], config)
             assert not await manager.register_connection(conns[0], config)  # same id again
@@ -291,11 +301,8 @@ def test_a_node_going_down_is_routed_around_then_no_connection_then_reconnected_
 
 def test_every_routed_outcome_reaches_the_balancer_before_the_caller_sees_it():
     async def main():
-        network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=5)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        network, node = one_node(5)
+        config, conns = trading_connections(2, NODE_URL, MemoryTransport(network))
         async with WebSocketIntegrationManager(IntegrationConfig(seed=3, health_check_interval=1)) as manager:
             for c in conns:
                 await manager.register_connection(c, config)
@@ -345,11 +352,8 @@ class _OldStyleConnection(ManagedConnection):
 
 def test_submit_on_done_gets_each_outcome_once_after_the_balancer_and_before_the_future(caplog):
     async def main():
-        network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=5)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        url = "ws://127.0.0.1:7001/ws/2"
+        network, node = one_node(5)
+        url = NODE_URL
         config, conns = trading_connections(2, url, MemoryTransport(network))
         old = _OldStyleConnection(
             config, connection_id="old", transport=MemoryTransport(network), rng=random.Random(9),
@@ -404,11 +408,8 @@ def test_submit_on_done_gets_each_outcome_once_after_the_balancer_and_before_the
 
 def test_submit_on_done_without_a_load_balancer():
     async def main():
-        network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=1)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        config, conns = trading_connections(2, "ws://127.0.0.1:7001/ws/2", MemoryTransport(network))
+        network, node = one_node(1)
+        config, conns = trading_connections(2, NODE_URL, MemoryTransport(network))
         manager = WebSocketIntegrationManager(IntegrationConfig(enable_load_balancing=False, health_check_interval=1))
         async with manager:
             for c in conns:
@@ -432,11 +433,8 @@ class _NoNowConnection(ManagedConnection):
 
 def test_submit_hands_the_time_it_read_to_connections_that_take_it():
     async def main():
-        network = MemoryNetwork()
-        node = ExchangeNode(SPEC, seed=4)
-        network.add("127.0.0.1:7001", node)
-        node.start()
-        url = "ws://127.0.0.1:7001/ws/2"
+        network, node = one_node(4)
+        url = NODE_URL
         config, conns = trading_connections(1, url, MemoryTransport(network))
         plain = _NoNowConnection(
             config, connection_id="plain", transport=MemoryTransport(network), rng=random.Random(9),
