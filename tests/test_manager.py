@@ -117,6 +117,14 @@ def one_node(seed):
     return network, node
 
 
+def one_more_connection(cls, config, connection_id, network):
+    """A trading connection of class ``cls`` (a ManagedConnection subclass) to :func:`one_node`'s network."""
+    return cls(
+        config, connection_id=connection_id, transport=MemoryTransport(network), rng=random.Random(9),
+        api_key=KEY, api_secret=SECRET, nonce=iter(range(10**7, 10**8)).__next__,
+    )  # fmt: skip
+
+
 def trading_connections(n, url, transport=None):
     config = ConnectionConfig(url=url, connection_type=ConnectionType.TRADING, message_timeout_seconds=2.0)
     return config, [
@@ -355,10 +363,7 @@ def test_submit_on_done_gets_each_outcome_once_after_the_balancer_and_before_the
         network, node = one_node(5)
         url = NODE_URL
         config, conns = trading_connections(2, url, MemoryTransport(network))
-        old = _OldStyleConnection(
-            config, connection_id="old", transport=MemoryTransport(network), rng=random.Random(9),
-            api_key=KEY, api_secret=SECRET, nonce=iter(range(10**7, 10**8)).__next__,
-        )  # fmt: skip
+        old = one_more_connection(_OldStyleConnection, config, "old", network)
         async with WebSocketIntegrationManager(IntegrationConfig(seed=3, health_check_interval=1)) as manager:
             for c in [*conns, old]:
                 await manager.register_connection(c, config)
@@ -436,10 +441,7 @@ def test_submit_hands_the_time_it_read_to_connections_that_take_it():
         network, node = one_node(4)
         url = NODE_URL
         config, conns = trading_connections(1, url, MemoryTransport(network))
-        plain = _NoNowConnection(
-            config, connection_id="plain", transport=MemoryTransport(network), rng=random.Random(9),
-            api_key=KEY, api_secret=SECRET, nonce=iter(range(10**7, 10**8)).__next__,
-        )  # fmt: skip
+        plain = one_more_connection(_NoNowConnection, config, "plain", network)
         given = []
         submit = conns[0].submit
 

@@ -244,7 +244,6 @@ class WebSocketIntegrationManager:
         takes = _parameters(submit)
         if self.load_balancer is not None and hasattr(connection, "outcome_hook") and "tag" in takes:
             # A ManagedConnection reports each routed request's outcome straight to the balancer (see submit).
-            # (the balancer's own report_outcome: what _report_outcome does, one call less per request)
             connection.outcome_hook = self.load_balancer.report_outcome
             self._hooked.add(cid)
         if submit is not None and (self.load_balancer is None or cid in self._hooked) and {"tag", "on_done"} <= takes:
@@ -416,7 +415,7 @@ class WebSocketIntegrationManager:
         if selection is not None:
             fast = self._fast_submit.get(selection.record.connection_id)
             if fast is not None:
-                # The connection reports the outcome to _report_outcome (through the tag) and to on_done itself,
+                # The connection reports the outcome to the balancer (through the tag) and to on_done itself,
                 # synchronously: no callback per request.
                 tag = selection if balancer is not None else None
                 submit_now, takes_now = fast
@@ -457,12 +456,6 @@ class WebSocketIntegrationManager:
 
             inner.add_done_callback(done_callback)
         return inner
-
-    def _report_outcome(self, outcome: RequestOutcome, selection: Selection) -> None:
-        """A hooked connection's request routed by ``selection`` ended: tell the balancer. (Hooked connections
-        call the balancer's :meth:`~WebSocketLoadBalancer.report_outcome` directly.)"""
-        if self.load_balancer is not None:
-            self.load_balancer.report_outcome(outcome, selection)
 
     # -- overview --------------------------------------------------------------------------------------------
 
