@@ -189,7 +189,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "/simulator/bitfinex.py", "/simulator/order_text.py", "/simulator/node.py", "/simulator/service.py",
         "/simulator/market.py", "/simulator/book.py", "/simulator/exchange",
     )),
-    ("transport and faults (simulator/memory.py, faults.py)", ("/simulator/memory.py", "/simulator/faults.py")),
+    ("transport and faults (simulator/memory.py, faults.py)", (
+        "/simulator/memory.py", "/simulator/faults.py", "/simulator/fault_link.py", "/simulator/fault_vocabulary.py",
+    )),
     ("virtual loop and asyncio", ("/simulator/virtual.py", "/asyncio/", "_contextvars")),
     ("runner, workload, results", ("/simulator/runner.py", "/simulator/workload.py", "/simulator/results.py")),
     ("builtins and C (json, len, dict.get ...)", ("~",)),

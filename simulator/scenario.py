@@ -20,6 +20,7 @@ import yaml
 from wsfinal.config import ConnectionType, LoadBalancingStrategy
 from wsfinal.exceptions import UsageError
 
+from .fault_vocabulary import INSTANT_KINDS
 from .scenario_schema import ALERT_NAMES, FAULT_KINDS, METRIC_NAMES, document_problems, structural_problems
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Kinds that happen once at ``at`` and have no duration (their ``FaultSpec.duration_s`` is ``None``).
-INSTANT_FAULT_KINDS: frozenset[str] = frozenset({"reset", "close", "info_reconnect"})
+INSTANT_FAULT_KINDS: frozenset[str] = INSTANT_KINDS  # the engine's set: the two must never disagree
 
 
 class ScenarioError(UsageError, ValueError):

@@ -2,8 +2,9 @@
 
 Runs after the JSON Schema has accepted the document's structure, so every value has the right type; what is left
 is what a schema cannot say: references between sections (node ids, api keys, symbols, fault indexes), times
-inside the run, unit values that overflow, and the empirical CSV. Every problem is recorded with its key path;
-building goes on so that one run reports them all.
+inside the run, unit values that overflow, and the empirical CSV. Every problem is recorded with its key path
+(the builder is a :class:`~simulator.scenario_problems.ProblemLog`); building goes on so that one run reports them
+all. The ``faults`` section is built by :mod:`simulator.fault_build`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any
 
 from wsfinal.config import ConnectionType, LoadBalancingStrategy
 
+from .fault_build import build_faults
 from .scenario import (
-    INSTANT_FAULT_KINDS,
     ConnectionGroup,
     ExpectSpec,
-    FaultSpec,
     ManagerSpec,
     NodeSpec,
     Scenario,
@@ -29,8 +29,9 @@ from .scenario import (
     SubscriptionSpec,
     WorkloadSpec,
 )
-from .scenario_schema import DEFAULTS, did_you_mean
-from .units import UnitError, format_duration, parse_byte_rate, parse_duration, parse_rate, parse_size
+from .scenario_problems import ProblemLog, did_you_mean
+from .scenario_schema import DEFAULTS
+from .units import UnitError, format_duration, parse_duration, parse_rate, parse_size
 
 _EMPIRICAL_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 _MAX_CSV_ROWS = 1_000_000
@@ -62,34 +63,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class _Builder:
+class _Builder(ProblemLog):
     """Turns a structurally valid document into a Scenario, recording every semantic problem on the way."""
 
     def __init__(self, source: str, base_dir: Path) -> None:
+        super().__init__()
         self.source = source
         self.base_dir = base_dir
-        self.problems: list[tuple[str, str]] = []
-
-    def problem(self, path: str, reason: str) -> None:
-        self.problems.append((path, reason))
-
-    # unit conversions: the schema checked the syntax; what remains is overflow to infinity
-    def _convert(self, parser: Any, value: Any, path: str, fallback: Any) -> Any:
-        try:
-            return parser(value)
-        except UnitError as exc:
-            self.problem(path, str(exc))
-            return fallback
-
-    def dur(self, d: dict[str, Any], key: str, path: str, default: Any = None, *, positive: bool = False) -> float:
-        """Seconds from ``d[key]`` (or ``default``); with ``positive``, 0 is a problem."""
-        full = f"{path}.{key}" if path else key
-        value = d.get(key, default)
-        before = len(self.problems)
-        seconds = float(self._convert(parse_duration, value, full, 0.0))
-        if positive and seconds <= 0 and len(self.problems) == before:
-            self.problem(full, f"must be longer than 0, got {value!r}")
-        return seconds
 
     def build(self, d: dict[str, Any]) -> Scenario:
         top = DEFAULTS["scenario"]
@@ -111,7 +91,7 @@ class _Builder:
                 f"{total} connections in all, more than manager.max_connections ({manager.max_connections})",
             )
         workload = self.workloads(clients.get("workload", []), groups, nodes, duration)
-        faults = self.faults(d.get("faults", []), nodes, groups, duration)
+        faults = build_faults(self, d.get("faults", []), nodes, groups, duration)
         expect = self.expectations(d.get("expect", []), node_ids, len(faults))
         return Scenario(
             name=d["name"],
@@ -127,12 +107,6 @@ class _Builder:
             expect=expect,
             source=self.source,
         )
-
-    def ref(self, value: str, known: list[str], path: str, what: str = "node") -> bool:
-        if value in known:
-            return True
-        self.problem(path, f"unknown {what} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})")
-        return False
 
     # --- nodes ---------------------------------------------------------------------------------------------------
 
@@ -153,7 +127,7 @@ class _Builder:
                 ports.setdefault((host, port), i)
             net = d.get("network", {})
             netd = DEFAULTS["network"]
-            max_frame = self._convert(
+            max_frame = self.convert(
                 parse_size, d.get("max_frame_size", nd["max_frame_size"]), f"{path}.max_frame_size", 1
             )
             if max_frame <= 0:
@@ -215,7 +189,8 @@ class _Builder:
             if csv_path.stat().st_size > _MAX_CSV_BYTES:
                 self.problem(f"{path}.csv", f"{str(csv_path)!r} is larger than {_MAX_CSV_BYTES} bytes")
                 return ()
-            with csv_path.open(newline="", encoding="utf-8") as fh:
+            # utf-8-sig: a byte order mark (spreadsheets write one) is not part of the first cell
+            with csv_path.open(newline="", encoding="utf-8-sig") as fh:
                 rows = list(itertools.islice(csv.reader(fh), _MAX_CSV_ROWS + 1))
         except (OSError, ValueError, csv.Error) as exc:  # ValueError: a NUL in the path, or not UTF-8
             reason = getattr(exc, "strerror", None) or str(exc)
@@ -259,6 +234,7 @@ class _Builder:
     def connections(self, items: list[dict[str, Any]], nodes: tuple[NodeSpec, ...]) -> tuple[ConnectionGroup, ...]:
         by_id = {n.id: n for n in nodes}
         cd = DEFAULTS["connection"]
+        bd = DEFAULTS["book_subscription"]
         out: list[ConnectionGroup] = []
         for i, d in enumerate(items):
             path = f"clients.connections[{i}]"
@@ -286,9 +262,9 @@ class _Builder:
                     SubscriptionSpec(
                         channel=sd["channel"],
                         symbol=sd["symbol"],
-                        prec=sd.get("prec", "P0") if book else None,
-                        length=int(sd.get("len", 25)) if book else None,
-                        freq=sd.get("freq", "F0") if book else None,
+                        prec=sd.get("prec", bd["prec"]) if book else None,
+                        length=int(sd.get("len", bd["len"])) if book else None,
+                        freq=sd.get("freq", bd["freq"]) if book else None,
                     )
                 )
             out.append(
@@ -338,7 +314,7 @@ class _Builder:
                         )
             arrival = d.get("arrival", wd["arrival"])
             start = self.dur(d, "start", path, wd["start"])
-            stop = self.dur(d, "stop", path, d.get("stop", f"{duration}s")) if "stop" in d else duration
+            stop = self.dur(d, "stop", path) if "stop" in d else duration
             if "stop" in d and duration > 0 and stop > duration:
                 self.problem(f"{path}.stop", f"{d['stop']!r} is after the end of the run ({format_duration(duration)})")
             if stop <= start and duration > 0:
@@ -360,7 +336,7 @@ class _Builder:
                 previous = -1.0
                 for j, step in enumerate(d["schedule"]):
                     at = self.dur(step, "at", f"{path}.schedule[{j}]")
-                    r = self._convert(parse_rate, step["rate"], f"{path}.schedule[{j}].rate", 0.0)
+                    r = self.convert(parse_rate, step["rate"], f"{path}.schedule[{j}].rate", 0.0)
                     if at <= previous:
                         self.problem(f"{path}.schedule[{j}].at", "steps must be in increasing time order")
                     elif duration > 0 and at >= duration:
@@ -390,12 +366,6 @@ class _Builder:
                 )
             )
         return tuple(out)
-
-    def rate(self, value: Any, path: str) -> float:
-        rate = float(self._convert(parse_rate, value, path, 1.0))
-        if rate <= 0:
-            self.problem(path, f"must be more than 0 per second, got {value!r}")
-        return rate
 
     def manager(self, d: dict[str, Any]) -> ManagerSpec:
         md = DEFAULTS["manager"]
@@ -439,139 +409,7 @@ class _Builder:
             out["params"] = {key: _param_value(v) for key, v in d["params"].items()}
         return out
 
-    # --- faults and expectations ---------------------------------------------------------------------------------
-
-    def faults(
-        self,
-        items: list[dict[str, Any]],
-        nodes: tuple[NodeSpec, ...],
-        groups: tuple[ConnectionGroup, ...],
-        duration: float,
-    ) -> tuple[FaultSpec, ...]:
-        by_id = {n.id: n for n in nodes}
-        fd = DEFAULTS["fault"]
-        out: list[FaultSpec] = []
-        for i, d in enumerate(items):
-            path = f"faults[{i}]"
-            kind = d["kind"]
-            at = self.dur(d, "at", path)
-            if duration > 0 and at >= duration:
-                self.problem(
-                    f"{path}.at", f"{d['at']!r} is at or after the end of the run ({format_duration(duration)})"
-                )
-            span: float | None
-            if kind in INSTANT_FAULT_KINDS:
-                span = None
-                if "duration" in d:
-                    self.problem(f"{path}.duration", f"a {kind!r} fault happens once at 'at' and takes no duration")
-            elif "duration" in d:
-                span = self.dur(d, "duration", path, positive=True)
-                if duration > 0 and at < duration and at + span > duration + 1e-9:
-                    self.problem(
-                        f"{path}.duration",
-                        f"the fault would end at {format_duration(at + span)}, after the end of the run "
-                        f"({format_duration(duration)})",
-                    )
-            else:
-                span = max(duration - at, 0.0)
-            node_id = d.get("node")
-            targets = list(nodes)
-            if node_id is not None:
-                node = by_id.get(node_id)
-                targets = [node] if node is not None else []
-                if node is None:
-                    self.ref(node_id, list(by_id), f"{path}.node")
-            connection = d.get("connection")
-            if connection is not None:
-                if node_id is None:
-                    self.problem(
-                        f"{path}.connection", "a connection index needs 'node' (it counts that node's connections)"
-                    )
-                elif node_id in by_id:
-                    n = sum(g.count for g in groups if g.node == node_id)
-                    if connection >= n:
-                        self.problem(
-                            f"{path}.connection",
-                            f"index {connection} out of range: node {node_id!r} has {n} client connection(s)"
-                            + (f" (0..{n - 1})" if n else ""),
-                        )
-            params = self.fault_params(kind, d, path, targets)
-            out.append(
-                FaultSpec(
-                    kind=kind,
-                    at_s=at,
-                    duration_s=span,
-                    node=node_id,
-                    direction=d.get("direction", fd["direction"]),
-                    connection=connection,
-                    probability=float(d.get("probability", fd["probability"])),
-                    params=params,
-                    index=i,
-                )
-            )
-        return tuple(out)
-
-    def fault_params(self, kind: str, d: dict[str, Any], path: str, targets: list[NodeSpec]) -> dict[str, Any]:
-        """The kind's parameters in base units, defaults filled in (see the table in docs/scenarios.md)."""
-        p: dict[str, Any] = {
-            **DEFAULTS["fault_params"].get(kind, {}),
-            **{k: v for k, v in d.items() if k not in _COMMON},
-        }
-
-        def size(key: str) -> int:
-            return int(self._convert(parse_size, p[key], f"{path}.{key}", 0))
-
-        def need_positive(key: str, value: float, original: Any) -> None:
-            if value <= 0:
-                self.problem(f"{path}.{key}", f"must be more than 0, got {original!r}")
-
-        if kind == "latency":
-            p["latency"] = self.dur(p, "latency", path, positive=True)
-            p["jitter"] = self.dur(p, "jitter", path)
-        elif kind == "latency_factor":
-            p["factor"] = float(p["factor"])
-        elif kind == "bandwidth":
-            original = p["rate"]
-            p["rate"] = float(self._convert(parse_byte_rate, original, f"{path}.rate", 1.0))
-            need_positive("rate", p["rate"], original)
-        elif kind == "slow_close":
-            p["delay"] = self.dur(p, "delay", path, positive=True)
-        elif kind == "timeout":
-            p["timeout"] = self.dur(p, "timeout", path)
-        elif kind == "slicer":
-            original = p["average_size"]
-            p["average_size"], p["size_variation"] = size("average_size"), size("size_variation")
-            p["delay"] = self.dur(p, "delay", path)
-            need_positive("average_size", p["average_size"], original)
-            if p["average_size"] > 0 and p["size_variation"] >= p["average_size"]:
-                self.problem(f"{path}.size_variation", "must be smaller than average_size")
-        elif kind == "limit_data":
-            original = p["bytes"]
-            p["bytes"] = size("bytes")
-            need_positive("bytes", p["bytes"], original)
-        elif kind == "oversized":
-            original = p["size"]
-            p["size"] = size("size")
-            need_positive("size", p["size"], original)
-        elif kind == "connect_rate_limit":
-            p["max_connects"] = int(p["max_connects"])
-            p["window"] = self.dur(p, "window", path, positive=True)
-        elif kind in ("error_reply", "reorder"):
-            p = {k: int(v) if k in ("code", "gap") else float(v) for k, v in p.items()}
-        elif kind == "capacity_drop":
-            p["workers"] = int(p["workers"])
-            for node in targets:
-                if p["workers"] >= node.service.workers:
-                    self.problem(
-                        f"{path}.workers",
-                        f"must be fewer than node {node.id!r}'s {node.service.workers} worker(s) to be a drop",
-                    )
-                    break
-        elif kind == "close":
-            p["code"] = int(p["code"])
-        if "rate" in p and kind != "bandwidth":
-            p["rate"] = float(p["rate"])
-        return p
+    # --- expectations --------------------------------------------------------------------------------------------
 
     def expectations(self, items: list[dict[str, Any]], node_ids: list[str], n_faults: int) -> tuple[ExpectSpec, ...]:
         out: list[ExpectSpec] = []
@@ -633,13 +471,10 @@ class _Builder:
             if not metric.endswith("_ms"):
                 self.problem(path, f"must be a number for {metric}, got {value!r}")
                 return 0.0
-            return float(self._convert(parse_duration, value, path, 0.0)) * 1000.0
+            return float(self.convert(parse_duration, value, path, 0.0)) * 1000.0
         number = float(value)
         if metric in _SHARE_METRICS and not 0 <= number <= 1:
             self.problem(path, f"{metric} is a share between 0 and 1, got {value!r}")
         elif number < 0:
             self.problem(path, f"{metric} is never negative, got {value!r}")
         return number
-
-
-_COMMON = frozenset({"kind", "at", "duration", "node", "direction", "connection", "probability"})

@@ -583,6 +583,18 @@ def test_empirical_column_index_and_unit(tmp_path: Path) -> None:
     assert parse_scenario(d, base_dir=tmp_path).nodes[0].service.samples == (3.0,)
 
 
+def test_empirical_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    # A BOM once glued itself to the first cell: the header 'value' was not found, and with a column index the
+    # first sample was taken for a header row and silently dropped.
+    (tmp_path / "named.csv").write_bytes(b"\xef\xbb\xbfvalue\n3\n")
+    (tmp_path / "indexed.csv").write_bytes(b"\xef\xbb\xbf1500\n2500\n")
+    d = base()
+    d["nodes"][0]["service"] = {"distribution": "empirical", "csv": "named.csv", "unit": "s"}
+    assert parse_scenario(d, base_dir=tmp_path).nodes[0].service.samples == (3.0,)
+    d["nodes"][0]["service"] = {"distribution": "empirical", "csv": "indexed.csv", "column": 0, "unit": "us"}
+    assert parse_scenario(d, base_dir=tmp_path).nodes[0].service.samples == pytest.approx((0.0015, 0.0025))
+
+
 @pytest.mark.parametrize(
     ("csv_text", "service", "path", "fragment"),
     [
