@@ -343,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()  # reporting only
     current: dict[str, dict[str, Any]] = {}
-    for spec, entry in run_all(specs, args.jobs, progress=len(specs) > 1 and not args.json):
+    for spec, entry in run_all(specs, args.jobs, progress=len(specs) > 1):
         current[spec.name] = entry
     wall = time.perf_counter() - started
     width = max(len(s.name) for s in specs)
