@@ -239,7 +239,7 @@ def resolve_specs(names: Iterable[str]) -> list[RunSpec]:
             if not path.is_file():
                 known = ", ".join(bundled)
                 raise DigestUsageError(f"unknown scenario {arg!r}: no such file, and not a bundled name ({known})")
-            spec = RunSpec(path.stem, str(path))
+            spec = RunSpec(path.stem, str(path.resolve()))
         if spec.path is not None:
             try:
                 load_scenario(spec.path)
@@ -353,7 +353,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"wsfinal digest: not updating, runs failed: {', '.join(failed)}", file=sys.stderr)
             return 1
         runs = {**baseline, **current} if args.scenarios else current
-        write_baseline(baseline_path, runs)
+        try:
+            write_baseline(baseline_path, runs)
+        except OSError as exc:
+            print(f"wsfinal digest: baseline {baseline_path}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
+            return 2
         for s in specs:
             print(_line(s.name, current[s.name], "recorded", width))
         print(f"baseline {baseline_path}: {len(specs)} of {len(runs)} runs recorded ({wall:.1f}s wall)")
