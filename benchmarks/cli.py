@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.strategy_table",
     "benchmarks.sweep_commands",
     "benchmarks.gate_commands",
+    "benchmarks.digest",
     "simulator.run_commands",
     "simulator.exchange_commands",
     "simulator.scenario_commands",
