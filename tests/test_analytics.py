@@ -375,3 +375,28 @@ def test_split_modules_keep_every_import_path() -> None:
     assert (a.detector_warmup, a.detector_window, a.refractory_intervals) == (4, 8, 2)
     a.refractory_intervals = 7  # still settable, and reaches the detectors
     assert a._monitor.refractory_intervals == 7
+
+
+def test_timeouts_are_censored_samples_for_the_window_and_ewma_and_pings_are_kept_apart() -> None:
+    a = WebSocketAnalytics(clock=lambda: 0.0)
+    for i in range(10):
+        a.record_latency("c1", TR, 4.0, now=i * 0.1)
+    # a blackholed connection: no answers, only timeouts (counted as errors too, as before)
+    for i in range(5):
+        a.record_error("c2", TR, "timed_out", now=2.0 + i * 0.1)
+        a.record_timeout("c2", TR, 2000.0, now=2.0 + i * 0.1)
+    for i in range(3):
+        a.record_timeout("c1", TR, 2000.0, now=2.0 + i * 0.1)
+    for i in range(50):  # pings: many and fast, and never part of the request-latency signals
+        a.record_ping("c1", TR, 0.2, now=2.0 + i * 0.01)
+        a.record_ping("c2", TR, 0.2, now=2.0 + i * 0.01)
+    blackholed = a.latency_quantile("c2", 0.9, now=3.0)
+    assert blackholed.samples == 5 and blackholed.value == pytest.approx(2000.0, rel=0.02)  # not "no data"
+    assert a.latency_quantile("c1", 0.5, now=3.0) == WindowedLatency(pytest.approx(4.0, rel=0.02), 13, 0.5, 10.0)  # type: ignore[arg-type]
+    assert a.latency_quantile("c1", 0.9, now=3.0).value == pytest.approx(2000.0, rel=0.02)
+    assert a.health_inputs("c2", now=3.0).latency_ms == pytest.approx(2000.0)
+    assert a.ping_rtt_ms("c1") == 0.2 and math.isnan(a.ping_rtt_ms("nope"))
+    by_id = {m.connection_id: m for m in a.update_performance_metrics(60.0)}
+    # the histograms hold answered latencies only: c1's ten 4 ms answers, nothing for c2
+    assert by_id["c1"].samples == 10 and by_id["c1"].max_latency_ms == pytest.approx(4.0, rel=0.02)
+    assert by_id["c2"].samples == 0 and by_id["c2"].errors == 5

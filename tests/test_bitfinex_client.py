@@ -58,6 +58,12 @@ def test_events_and_channel_frames_are_classified() -> None:
     assert isinstance(err, bfx.ErrorEvent) and err.code == 10300
 
 
+def test_a_pong_is_passed_on_for_the_connection_to_time_its_ping() -> None:
+    proto = bfx.ClientProtocol(max_frame_bytes=1 << 20)
+    assert proto.receive('{"event":"pong","cid":3,"ts":1700000000000}', 5.0) == [bfx.Pong(3)]
+    assert proto.receive('{"event":"pong","ts":1}', 5.0) == [bfx.Pong(None)]  # no cid: nobody's ping
+
+
 def test_order_notifications_carry_the_client_id_status_and_code() -> None:
     order = [1, None, 42, "tBTCUSD", 0, 0, 0.1, 0.1, "EXCHANGE LIMIT"]
     ok = bfx.parse([0, "n", [0, "on-req", None, None, order, None, "SUCCESS", "Submitted"], 9, 3])

@@ -19,6 +19,7 @@ def test_seed_defaults_are_kept():
     assert c.max_message_size_bytes == 1024 * 1024
     assert c.enable_compression and c.enable_heartbeat
     assert c.cluster_node_id is None and c.load_balancing_weight == 1.0
+    assert c.latency_stale_after_seconds == 10.0  # added: LEAST_LATENCY's fallback to the ping RTT
     i = IntegrationConfig()
     assert (i.max_connections, i.health_check_interval, i.analytics_interval, i.alert_check_interval) == (
         1000,
@@ -50,6 +51,10 @@ def test_endpoint_from_url():
         ("load_balancing_weight", -2.0, "load_balancing_weight=-2.0"),
         ("max_reconnect_attempts", -1, "max_reconnect_attempts=-1"),
         ("max_message_size_bytes", 0, "max_message_size_bytes=0"),
+        ("latency_stale_after_seconds", 0, "latency_stale_after_seconds=0"),
+        ("latency_stale_after_seconds", -1.0, "must be > 0"),
+        ("latency_stale_after_seconds", float("inf"), "must be finite"),
+        ("latency_stale_after_seconds", "10", "must be a number"),
     ],
 )
 def test_invalid_connection_config_names_field_and_value(field, value, words):

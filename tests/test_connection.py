@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -283,7 +284,7 @@ def test_half_open_connection_is_detected_within_the_staleness_bound() -> None:
             assert await conn.connect()
             await asyncio.sleep(0.6)  # twice the bound: the pong answers to our app pings keep it alive
             assert conn.state is S.CONNECTED and not kinds(events, "stale")
-            assert conn.metrics.last_ping_latency_ms is not None  # WebSocket pings work: TCP is fine
+            assert conn.metrics.last_ping_latency_ms is not None  # app-level pings get their pongs
             fx.silent = True
             silenced = loop.time()
             await until(lambda: bool(kinds(events, "stale")), timeout=2.0)
@@ -294,7 +295,8 @@ def test_half_open_connection_is_detected_within_the_staleness_bound() -> None:
             await until(lambda: len(fx.conns) == 2 and conn.state is S.CONNECTED)
             assert conn.metrics.errors_by_kind["stale"] == 1
             record = store.get("c1")
-            assert record is not None and record.latency_ewma_ms == record.latency_ewma_ms  # ping latency, not NaN
+            assert record is not None and record.ping_rtt_ms == record.ping_rtt_ms  # a ping RTT, not NaN
+            assert math.isnan(record.latency_ewma_ms)  # and no request latency: pings are not requests
             await conn.disconnect()
             assert no_other_tasks()
 
@@ -545,8 +547,12 @@ def test_metrics_reach_the_store_and_a_duck_typed_analytics_object(answers: bool
             await fx.conns[0].close(1011)
             await until(lambda: len(fx.conns) == 2 and conn.state is S.CONNECTED)
             names = {name for name, _ in analytics.calls}
-            assert names == {"record_message", "record_latency", "record_reconnect"} | (
-                {"record_answer"} if answers else set()
+            assert names == {"record_message", "record_ping", "record_reconnect"} | (
+                {"record_answer"} if answers else {"record_latency"}
+            )
+            # record_latency is the request's only: the pings' round trips went to record_ping
+            assert [args[2] for name, args in analytics.calls if name == "record_latency"] == (
+                [] if answers else [outcome.latency_ms]
             )
             for _, args in analytics.calls:
                 assert args[:2] == ("c1", ConnectionType.TRADING)
@@ -664,6 +670,25 @@ def test_fake_exchange_blackhole_is_detected_as_stale_and_reconnected() -> None:
             assert kinds(events, "stale")[0].detail["silent_for"] >= conn.stale_bound_s
             await until(lambda: conn.state is S.CONNECTED and conn.metrics.connects >= 2, timeout=5.0)
             assert (await conn.request(ORDER)).kind is OutcomeKind.ACKNOWLEDGED
+            await conn.disconnect()
+
+    asyncio.run(main())
+
+
+def test_fake_exchange_over_loopback_the_ping_rtt_includes_the_injected_link_latency() -> None:
+    # Live mode: the app-level pong crosses the server's faulty link (20 ms each way) like any frame; the WebSocket
+    # pong, answered by the websockets library, would not. The same probe means the same thing in both modes.
+    async def main() -> None:
+        async with real_exchange([fault("latency", duration_s=None, latency=0.02, jitter=0.0)]) as url:
+            conn, _, store = real(url, heartbeat_interval_seconds=0.1)
+            assert await conn.connect()
+            await until(lambda: conn.metrics.last_ping_latency_ms is not None)
+            record = store.get("c1")
+            assert record is not None and record.ping_rtt_ms >= 40.0
+            assert conn.metrics.last_ping_latency_ms == record.ping_rtt_ms
+            assert math.isnan(record.latency_ewma_ms)  # pings are no request latency
+            outcome = await conn.request(ORDER)
+            assert outcome.ok and record.latency_ewma_ms == outcome.latency_ms and outcome.latency_ms >= 40.0
             await conn.disconnect()
 
     asyncio.run(main())
@@ -940,6 +965,74 @@ def test_virtual_time_blackhole_is_detected_at_the_bound_and_the_run_is_determin
 
     first_run = run_virtual(main())
     assert first_run == run_virtual(main())  # same seeds, same clock: the same history, event for event
+
+
+def test_ping_rtt_crosses_the_link_and_timeouts_are_censored_samples_in_virtual_time() -> None:
+    # The app-level ping travels the exchange session and its link: with 10 ms of injected latency each way its
+    # round trip is 20 ms (the WebSocket ping of the in-memory channel answers in 0 s), and with 1 s more each
+    # way from t = 10 s, 2020 ms. It is kept apart from request latency. A request that times out is a censored
+    # sample of its time to the timeout, for the EWMA (routing) and analytics' record_timeout (alerting) only.
+    from simulator.memory import MemoryNetwork, MemoryTransport
+    from simulator.node import ExchangeNode
+    from simulator.virtual import run_virtual
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        network = MemoryNetwork()
+        spec = NodeSpec(
+            id="node-v",
+            service=ServiceSpec("constant", 2, {"value": 0.002}),
+            symbols=("tBTCUSD",),
+            api_keys={KEY: SECRET},
+            market_update_interval_s=0.1,
+        )
+        faults = [
+            fault("latency", at_s=0.0, duration_s=None, latency=0.01, jitter=0.0),
+            fault("latency", at_s=10.0, duration_s=None, latency=1.0, jitter=0.0),
+        ]
+        node = ExchangeNode(spec, faults=faults, seed=4)
+        network.add("127.0.0.1:7001", node)
+        node.start()
+        start = loop.time()
+        config = cfg("ws://127.0.0.1:7001/ws/2", heartbeat_interval_seconds=1.0, message_timeout_seconds=0.5)
+        conn, _, store = managed(
+            config,
+            transport=MemoryTransport(network),
+            api_key=KEY,
+            api_secret=SECRET,
+            nonce=itertools.count(1).__next__,
+            stale_multiplier=10.0,  # the 3 s without a frame when the link slows down is no staleness
+        )
+        analytics = Recorder()
+        conn.bind(store, analytics)
+        assert await conn.connect()
+        await asyncio.sleep(3.5)
+        record = store.get("c1")
+        assert record is not None
+        assert conn.metrics.last_ping_latency_ms == pytest.approx(20.0, abs=0.01)
+        assert record.ping_rtt_ms == pytest.approx(20.0, abs=0.01)
+        assert math.isnan(record.latency_ewma_ms)  # no request yet: pings are no request latency
+        pings = [args for name, args in analytics.calls if name == "record_ping"]
+        assert len(pings) == 3 and all(a[2] == pytest.approx(20.0, abs=0.01) for a in pings)
+        ok = await conn.request(ORDER)
+        assert ok.kind is OutcomeKind.ACKNOWLEDGED and ok.latency_ms == pytest.approx(22.0, abs=0.01)
+        assert record.latency_ewma_ms == pytest.approx(22.0, abs=0.01)
+        await asyncio.sleep(start + 10.5 - loop.time())  # the link is 2 s slower now
+        lost = await conn.request(ORDER)
+        assert lost.kind is OutcomeKind.TIMED_OUT and lost.latency_ms is None
+        assert record.last_latency_ms == pytest.approx(22.0, abs=0.01)  # answered requests only
+        assert record.latency_stamp == lost.finished_at and record.latency_ewma_ms > 22.0  # the censored sample
+        (timeout,) = [args for name, args in analytics.calls if name == "record_timeout"]
+        assert timeout[2] == pytest.approx(500.0) and timeout[3] == lost.finished_at
+        assert [args[3] for name, args in analytics.calls if name == "record_answer"] == [ok.latency_ms]
+        assert conn.metrics.last_request_latency_ms == pytest.approx(22.0, abs=0.01)
+        await asyncio.sleep(4.0)
+        assert record.ping_rtt_ms == pytest.approx(2020.0, abs=0.01)  # the pings see the slower link
+        assert conn.state is S.CONNECTED
+        await conn.disconnect()
+        node.stop()
+
+    run_virtual(main())
 
 
 # --- every fault kind of the exchange: the connection survives and its books balance ------------------------

@@ -1,4 +1,5 @@
 import asyncio
+import math
 import threading
 
 import pytest
@@ -377,3 +378,41 @@ def test_a_new_session_starts_a_new_failure_streak():
     store.set_state("a", S.CONNECTED)
     r = store.get("a")
     assert r.consecutive_failures == 0 and r.requests_failed == 6  # the totals stay
+
+
+def test_ping_rtts_are_kept_apart_and_are_selection_events():
+    store = InMemoryConnectionStore(clock=FakeClock(0.0))
+    seen = CountingObserver()
+    store.subscribe(seen)
+    store.register("a", cfg(latency_stale_after_seconds=4.0))
+    r = store.get("a")
+    assert r.latency_stale_after_s == 4.0 and math.isnan(r.ping_rtt_ms)
+    assert r.snapshot()["ping_rtt_ms"] is None and r.snapshot()["routing_latency_ms"] is None
+    store.answer_received("a", 10, ok=True, latency_ms=30.0, now=1.0)
+    before = seen.load_changes
+    store.record_ping("a", 2.5, now=3.0)
+    assert seen.load_changes == before + 1  # the balancer re-keys LEAST_LATENCY on it
+    assert (r.latency_ewma_ms, r.peak_ewma_ms, r.last_latency_ms, r.latency_stamp) == (30.0, 30.0, 30.0, 1.0)
+    assert (r.ping_rtt_ms, r.ping_stamp) == (2.5, 3.0)
+    assert r.routing_latency_ms() == 30.0  # 2 s after the request sample: fresh
+    store.record_ping("a", 2.0, now=5.0)
+    assert r.routing_latency_ms() == 2.0  # 4 s: stale, the ping RTT stands in
+    assert r.snapshot()["ping_rtt_ms"] == 2.0 and r.snapshot()["routing_latency_ms"] == 2.0
+    store.record_ping("gone", 1.0, now=5.0)  # unknown ids are ignored
+
+
+def test_a_timeout_is_a_censored_latency_sample():
+    store = InMemoryConnectionStore(clock=FakeClock(0.0))
+    store.register("a", cfg())
+    seen = CountingObserver()
+    store.subscribe(seen)
+    store.request_started("a", now=0.0)
+    store.record_timeout("a", 5000.0, now=5.0)  # no answer in 5 s: at least 5 s
+    store.request_finished("a", ok=False, latency_ms=None, outcome="timed_out", now=5.0)
+    r = store.get("a")
+    assert r.latency_ewma_ms == r.peak_ewma_ms == 5000.0 and r.latency_stamp == 5.0
+    assert math.isnan(r.last_latency_ms)  # answered requests only
+    assert (r.requests_failed, r.outstanding, seen.load_changes) == (1, 0, 3)
+    store.answer_received("a", 10, ok=True, latency_ms=10.0, now=6.0)
+    assert r.last_latency_ms == 10.0 and 10.0 < r.latency_ewma_ms < 5000.0
+    store.record_timeout("gone", 1.0)  # unknown ids are ignored

@@ -4,6 +4,7 @@ import math
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
@@ -353,3 +354,102 @@ def test_tracking_strategies_ignore_updates_of_records_they_do_not_hold():
         picked = {index.select(0.0, random.Random(0)).connection_id for _ in range(12)}
         assert picked <= {"c0", "c1"}, kind
         leaver.outstanding, leaver.weight = 5, 1.0
+
+
+# --- LEAST_LATENCY: explicit exploration through ping round trips ------------------------------------------------
+
+
+def connected_store(n, clock, stale_s=10.0, hb=1.0):
+    store = InMemoryConnectionStore(clock=clock)
+    lb = WebSocketLoadBalancer(store, seed=1)
+    config = ConnectionConfig(
+        url="ws://127.0.0.1:1/",
+        connection_type=T,
+        heartbeat_interval_seconds=hb,
+        latency_stale_after_seconds=stale_s,
+    )
+    for i in range(n):
+        store.register(f"c{i}", config)
+        store.set_state(f"c{i}", S.CONNECTING)
+        store.set_state(f"c{i}", S.CONNECTED)
+    return store, lb
+
+
+def test_least_latency_falls_back_to_the_ping_rtt_once_the_request_ewma_is_stale():
+    t = [0.0]
+    store, lb = connected_store(2, lambda: t[0], stale_s=10.0)
+    store.answer_received("c0", 10, ok=True, latency_ms=80.0, now=0.0)
+    store.answer_received("c1", 10, ok=True, latency_ms=20.0, now=0.0)
+    assert lb.choose(T, LBS.LEAST_LATENCY, now=0.0).record.connection_id == "c1"
+    store.record_ping("c0", 1.0, now=9.9)  # a fast link, but the request sample is fresh: still the EWMA
+    assert store.get("c0").routing_latency_ms() == 80.0
+    assert lb.choose(T, LBS.LEAST_LATENCY, now=9.9).record.connection_id == "c1"
+    store.answer_received("c1", 10, ok=True, latency_ms=20.0, now=9.95)  # c1 stays fresh: no fallback for it
+    store.record_ping("c1", 0.5, now=10.0)
+    store.record_ping("c0", 1.0, now=10.0)  # 10 s after c0's last request sample: ranked by its ping RTT
+    assert store.get("c0").routing_latency_ms() == 1.0 and store.get("c0").latency_ewma_ms == 80.0
+    assert store.get("c1").routing_latency_ms() == pytest.approx(20.0)
+    assert lb.choose(T, LBS.LEAST_LATENCY, now=10.0).record.connection_id == "c0"
+    store.answer_received("c0", 10, ok=True, latency_ms=5.0, now=10.1)  # measured again: back to the EWMA
+    r0 = store.get("c0")
+    assert r0.routing_latency_ms() == r0.latency_ewma_ms < 80.0
+    assert r0.snapshot()["ping_rtt_ms"] == 1.0 and r0.snapshot()["routing_latency_ms"] == r0.latency_ewma_ms
+
+
+def test_pings_never_enter_the_request_latency_signal():
+    store, _ = connected_store(1, lambda: 0.0)
+    store.answer_received("c0", 10, ok=True, latency_ms=50.0, now=1.0)
+    for i in range(20):
+        store.record_ping("c0", 0.1, now=2.0 + i)
+    r = store.get("c0")
+    assert r.latency_ewma_ms == r.peak_ewma_ms == r.last_latency_ms == 50.0
+    assert r.ping_rtt_ms == 0.1 and r.ping_stamp == 21.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 4),
+    stale_s=st.floats(0.5, 5.0),
+    hb=st.floats(0.2, 3.0),
+    dt=st.sampled_from([0.05, 0.1]),
+    slow_ms=st.floats(60.0, 500.0),
+    fast_ms=st.lists(st.floats(5.0, 50.0), min_size=3, max_size=3),
+    ping_ms=st.floats(0.1, 4.0),
+    recover_at=st.floats(1.0, 10.0),
+)
+def test_a_starved_connection_is_tried_again_within_a_bounded_time_and_never_while_fresh_and_worst(
+    n, stale_s, hb, dt, slow_ms, fast_ms, ping_ms, recover_at
+):
+    # c0 is slow until recover_at, then the fastest; every link answers pings in ping_ms (below every request
+    # latency: no service time). One request per step, answered at once. Every connection is picked at least once
+    # per stale_s + hb (+ a step per connection, for ties), whatever its EWMA says; a connection is never picked
+    # while its fresh request EWMA is the worst measure of the pool.
+    t = [0.0]
+    store, lb = connected_store(n, lambda: t[0], stale_s=stale_s, hb=hb)
+    ids = [f"c{i}" for i in range(n)]
+    last_pick = dict.fromkeys(ids, 0.0)
+    picked_after_recovery = False
+    next_ping = hb
+    horizon = recover_at + 2 * (stale_s + hb)
+    for k in range(1, int(horizon / dt) + 2):
+        now = k * dt
+        t[0] = now
+        while next_ping <= now:
+            for cid in ids:
+                store.record_ping(cid, ping_ms, now=next_ping)
+            next_ping += hb
+        records = [store.get(cid) for cid in ids]
+        measures = {r.connection_id: (0.0 if math.isnan(m := r.routing_latency_ms()) else m) for r in records}
+        chosen = lb.choose(T, LBS.LEAST_LATENCY, now=now).record
+        cid = chosen.connection_id
+        assert measures[cid] == min(measures.values())
+        if chosen.routing_latency_ms() == chosen.latency_ewma_ms:  # a fresh request EWMA (not NaN)
+            assert not chosen.latency_ewma_ms > max(m for other, m in measures.items() if other != cid)
+        i = int(cid[1:])
+        latency = (slow_ms if now < recover_at else 1.0) if i == 0 else fast_ms[(i - 1) % 3]
+        store.answer_received(cid, 10, ok=True, latency_ms=latency, now=now)
+        last_pick[cid] = now
+        picked_after_recovery |= i == 0 and now >= recover_at
+        for other in ids:
+            assert now - last_pick[other] <= stale_s + hb + (n + 1) * dt + 1e-9, (other, now)
+    assert picked_after_recovery

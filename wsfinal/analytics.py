@@ -21,14 +21,22 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .analytics_anomalies import AnomalyMonitor
-from .analytics_records import PerformanceMetrics, StrategyWindow, WindowedLatency, rank_strategies
+from .analytics_records import (
+    ConnStats,
+    PerformanceMetrics,
+    StrategyWindow,
+    WindowedLatency,
+    fold_censored,
+    fold_latency,
+    rank_strategies,
+)
 from .anomaly import Anomaly, Prediction, Severity, forecast
 from .config import ConnectionType, LoadBalancingStrategy
 from .exceptions import ConfigurationError, UnknownConnectionError, UsageError
 from .health import HealthInputs, health_score
 from .records import ConnectionRecord
 from .states import ConnectionState
-from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, WindowedQuantile
+from .stats import LatencyHistogram
 
 __all__ = [
     "PerformanceMetrics",
@@ -47,57 +55,6 @@ class StoreView(Protocol):
 
     def get(self, connection_id: str) -> ConnectionRecord | None: ...
     def all(self) -> list[ConnectionRecord]: ...
-
-
-class _ConnStats:
-    """Everything kept about one connection: the open interval and a few smoothed figures.
-
-    The latency EWMA (time constant 10 s) and the recent-latency window are updated inline on the hot path; the
-    baseline is the connection's median latency per interval, smoothed with a 10-minute time constant at each
-    aggregation."""
-
-    __slots__ = (
-        "baseline",
-        "bytes",
-        "connection_type",
-        "errors",
-        "errors_w",
-        "hist",
-        "last_event",
-        "lat_ewma",
-        "lat_stamp",
-        "lat_window",
-        "messages",
-        "ops_w",
-        "reconnects",
-        "reconnects_w",
-    )
-
-    def __init__(
-        self,
-        connection_type: ConnectionType,
-        health_window_s: float,
-        reconnect_window_s: float,
-        latency_window_s: float,
-    ) -> None:
-        self.connection_type = connection_type
-        self.lat_window = WindowedQuantile(latency_window_s, 10)
-        self.hist = LatencyHistogram(0.01)
-        self.errors = 0
-        self.messages = 0
-        self.bytes = 0
-        self.reconnects = 0
-        self.lat_ewma = math.nan
-        self.lat_stamp = 0.0
-        self.baseline = Ewma(600.0)
-        self.errors_w = SlidingWindowCounter(health_window_s, 12)
-        self.ops_w = SlidingWindowCounter(health_window_s, 12)
-        self.reconnects_w = SlidingWindowCounter(reconnect_window_s, 10)
-        self.last_event = -math.inf
-
-
-_INV_LATENCY_TAU = 1.0 / 10.0
-_exp = math.exp
 
 
 def _coerce_type(value: ConnectionType | str, where: str = "connection_type") -> ConnectionType:
@@ -175,7 +132,7 @@ class WebSocketAnalytics:
         self.prediction_window_s = prediction_window_s
         self.prediction_horizon_s = prediction_horizon_s
         self.insight_min_samples = insight_min_samples
-        self._conns: dict[str, _ConnStats] = {}
+        self._conns: dict[str, ConnStats] = {}
         self._type_history: dict[ConnectionType, deque[PerformanceMetrics]] = {}
         self._conn_history: dict[str, deque[PerformanceMetrics]] = {}
         self._pending: list[PerformanceMetrics] = []
@@ -215,10 +172,10 @@ class WebSocketAnalytics:
             ) from None
 
     # -- hot path ---------------------------------------------------------------------------------------------
-    def _conn(self, connection_id: str, connection_type: ConnectionType | str, now: float) -> _ConnStats:
+    def _conn(self, connection_id: str, connection_type: ConnectionType | str, now: float) -> ConnStats:
         st = self._conns.get(connection_id)
         if st is None:
-            st = self._conns[connection_id] = _ConnStats(
+            st = self._conns[connection_id] = ConnStats(
                 _coerce_type(connection_type), self.health_window_s, self.reconnect_window_s, self.latency_window_s
             )
             if self._first_event is None:
@@ -228,10 +185,11 @@ class WebSocketAnalytics:
     def record_latency(
         self, connection_id: str, connection_type: ConnectionType | str, latency_ms: float, now: float | None = None
     ) -> None:
-        """One completed request or ping round trip of ``latency_ms`` (>= 0; ValueError otherwise)."""
+        """One completed request's latency of ``latency_ms`` (>= 0; ValueError otherwise). Ping round trips go to
+        :meth:`record_ping`, timeouts to :meth:`record_timeout`."""
         t = now if now is not None else self._now()
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
-        _fold_latency(st, latency_ms, t)
+        fold_latency(st, latency_ms, t)
 
     def record_answer(
         self,
@@ -248,7 +206,32 @@ class WebSocketAnalytics:
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
         st.messages += 1
         st.bytes += nbytes
-        _fold_latency(st, latency_ms, t)
+        fold_latency(st, latency_ms, t)
+
+    def record_timeout(
+        self, connection_id: str, connection_type: ConnectionType | str, elapsed_ms: float, now: float | None = None
+    ) -> None:
+        """A request that got no answer within ``elapsed_ms``: a censored latency sample (a lower bound) for the
+        latency EWMA and :meth:`latency_quantile`, not for the latency histograms (see ``fold_censored``). The
+        timeout is counted as an error by :meth:`record_error` as before."""
+        t = self._now(now)
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        fold_censored(st, elapsed_ms, t)
+
+    def record_ping(
+        self, connection_id: str, connection_type: ConnectionType | str, rtt_ms: float, now: float | None = None
+    ) -> None:
+        """An app-level ping's round trip: kept as the connection's ``ping_rtt_ms`` (:meth:`ping_rtt_ms`), apart
+        from request latency (pings never enter the histograms, the EWMA or the windowed quantile)."""
+        t = self._now(now)
+        st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
+        st.ping_rtt_ms = rtt_ms
+        st.ping_stamp = t
+
+    def ping_rtt_ms(self, connection_id: str) -> float:
+        """The connection's last ping round trip (ms); NaN when none was recorded."""
+        st = self._conns.get(connection_id)
+        return st.ping_rtt_ms if st is not None else math.nan
 
     def record_message(
         self,
@@ -308,7 +291,7 @@ class WebSocketAnalytics:
             self._interval_s = now - self._last_update
         self._last_update = now
         records = {r.connection_id: r for r in self.store.all()} if self.store is not None else {}
-        per_type: dict[ConnectionType, list[tuple[_ConnStats, PerformanceMetrics]]] = {}
+        per_type: dict[ConnectionType, list[tuple[ConnStats, PerformanceMetrics]]] = {}
         new: list[PerformanceMetrics] = []
         for cid, st in list(self._conns.items()):
             rec = records.get(cid)
@@ -351,7 +334,7 @@ class WebSocketAnalytics:
         period: float,
         ctype: ConnectionType,
         cid: str | None,
-        stats: list[_ConnStats],
+        stats: list[ConnStats],
         n_conn: int,
         n_active: int,
     ) -> PerformanceMetrics:
@@ -459,7 +442,7 @@ class WebSocketAnalytics:
         since = self._now(now) - hours * 3600.0
         return [m for m in self._conn_history.get(connection_id, ()) if m.time >= since]
 
-    def _last_activity(self, rec: ConnectionRecord | None, st: _ConnStats | None = None) -> float:
+    def _last_activity(self, rec: ConnectionRecord | None, st: ConnStats | None = None) -> float:
         if st is None and rec is not None:
             st = self._conns.get(rec.connection_id)
         a = rec.last_activity if rec is not None else -math.inf
@@ -528,7 +511,8 @@ class WebSocketAnalytics:
     def latency_quantile(
         self, connection_id: str, quantile: float = 0.9, window_s: float | None = None, now: float | None = None
     ) -> WindowedLatency:
-        """The ``quantile`` (0-1) of the connection's latency samples (requests and pings, ms) of the last
+        """The ``quantile`` (0-1) of the connection's latency samples (answered requests, and timed-out ones as
+        censored samples: their time to the timeout, a lower bound; never pings; ms) of the last
         ``window_s`` seconds (default and at most ``latency_window_s``; resolution a tenth of it), within 2 %.
 
         ``samples`` says how many there were: compare it with a minimum before trusting the value (one sample is
@@ -594,22 +578,3 @@ class WebSocketAnalytics:
 
     def connections(self) -> Iterable[str]:
         return list(self._conns)
-
-
-def _fold_latency(st: _ConnStats, latency_ms: float, t: float) -> None:
-    """One latency sample into a connection's histogram, time-weighted EWMA, recent-latency window and operation
-    window (the shared part of ``record_latency`` and ``record_answer``)."""
-    st.hist.record(latency_ms)
-    st.lat_window.add(latency_ms, t)
-    e = st.lat_ewma
-    if e != e:  # first sample
-        st.lat_ewma = latency_ms
-        st.lat_stamp = t
-    else:
-        dt = t - st.lat_stamp
-        if dt > 0.0:
-            w = _exp(-dt * _INV_LATENCY_TAU)
-            st.lat_ewma = e * w + latency_ms * (1.0 - w)
-            st.lat_stamp = t
-    st.ops_w.add(t)
-    st.last_event = t

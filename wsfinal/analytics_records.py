@@ -1,5 +1,7 @@
-"""What :mod:`wsfinal.analytics` reports, and how it ranks strategies (split from that module).
+"""What :mod:`wsfinal.analytics` keeps and reports, and how it ranks strategies (split from that module).
 
+:class:`ConnStats` is what analytics keeps about one connection, updated by :func:`fold_latency` (an answered
+request) and :func:`fold_censored` (a timed-out one) on the hot path.
 :class:`PerformanceMetrics` is one aggregation interval of one connection or type; :class:`WindowedLatency` is a
 connection's recent latency quantile; :class:`StrategyWindow` keeps per-strategy outcomes over a trailing window
 and :func:`rank_strategies` turns its summary into the optimisation insight. All pure; every name is also
@@ -13,9 +15,107 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .config import ConnectionType
-from .stats import SlidingWindowCounter, SlidingWindowHistogram
+from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, SlidingWindowHistogram, WindowedQuantile
 
 __all__ = ["PerformanceMetrics", "StrategyWindow", "WindowedLatency", "rank_strategies"]
+
+_INV_LATENCY_TAU = 1.0 / 10.0
+_exp = math.exp
+
+
+class ConnStats:
+    """Everything kept about one connection: the open interval and a few smoothed figures.
+
+    The latency EWMA (time constant 10 s) and the recent-latency window are updated inline on the hot path; the
+    baseline is the connection's median latency per interval, smoothed with a 10-minute time constant at each
+    aggregation. The window and the EWMA take answered requests and timed-out ones (censored, see
+    :func:`fold_censored`); the histogram answered ones only. Ping round trips are kept apart (``ping_rtt_ms``).
+    """
+
+    __slots__ = (
+        "baseline",
+        "bytes",
+        "connection_type",
+        "errors",
+        "errors_w",
+        "hist",
+        "last_event",
+        "lat_ewma",
+        "lat_stamp",
+        "lat_window",
+        "messages",
+        "ops_w",
+        "ping_rtt_ms",
+        "ping_stamp",
+        "reconnects",
+        "reconnects_w",
+    )
+
+    def __init__(
+        self,
+        connection_type: ConnectionType,
+        health_window_s: float,
+        reconnect_window_s: float,
+        latency_window_s: float,
+    ) -> None:
+        self.connection_type = connection_type
+        self.lat_window = WindowedQuantile(latency_window_s, 10)
+        self.hist = LatencyHistogram(0.01)
+        self.errors = 0
+        self.messages = 0
+        self.bytes = 0
+        self.reconnects = 0
+        self.lat_ewma = math.nan
+        self.lat_stamp = 0.0
+        self.baseline = Ewma(600.0)
+        self.errors_w = SlidingWindowCounter(health_window_s, 12)
+        self.ops_w = SlidingWindowCounter(health_window_s, 12)
+        self.reconnects_w = SlidingWindowCounter(reconnect_window_s, 10)
+        self.last_event = -math.inf
+        self.ping_rtt_ms = math.nan
+        self.ping_stamp = -math.inf
+
+
+def _fold_ewma(st: ConnStats, latency_ms: float, t: float) -> None:
+    e = st.lat_ewma
+    if e != e:  # first sample
+        st.lat_ewma = latency_ms
+        st.lat_stamp = t
+    else:
+        dt = t - st.lat_stamp
+        if dt > 0.0:
+            w = _exp(-dt * _INV_LATENCY_TAU)
+            st.lat_ewma = e * w + latency_ms * (1.0 - w)
+            st.lat_stamp = t
+
+
+def fold_latency(st: ConnStats, latency_ms: float, t: float) -> None:
+    """One latency sample into a connection's histogram, time-weighted EWMA, recent-latency window and operation
+    window (the shared part of ``record_latency`` and ``record_answer``)."""
+    st.hist.record(latency_ms)
+    st.lat_window.add(latency_ms, t)
+    e = st.lat_ewma  # _fold_ewma, inline: once per request
+    if e != e:  # first sample
+        st.lat_ewma = latency_ms
+        st.lat_stamp = t
+    else:
+        dt = t - st.lat_stamp
+        if dt > 0.0:
+            w = _exp(-dt * _INV_LATENCY_TAU)
+            st.lat_ewma = e * w + latency_ms * (1.0 - w)
+            st.lat_stamp = t
+    st.ops_w.add(t)
+    st.last_event = t
+
+
+def fold_censored(st: ConnStats, elapsed_ms: float, t: float) -> None:
+    """A request that timed out after ``elapsed_ms``: a censored sample (its latency is at least that) into the
+    recent-latency window and the EWMA, the signals that route and alert, so that a silent connection reads as
+    slow rather than as "no data". Not into the histogram (answered latencies) nor the operation window (the
+    timeout counts as an error there)."""
+    st.lat_window.add(elapsed_ms, t)
+    _fold_ewma(st, elapsed_ms, t)
+    st.last_event = t
 
 
 @dataclass(frozen=True, slots=True)

@@ -598,7 +598,8 @@ class Deliver:
     data: ChannelData
 
 
-Action = Answer | SendFrame | Problem | Notice | ReconnectRequested | AuthAnswer | Deliver
+#: A :class:`Pong` (the answer to an app-level ping) is passed on as it is: the connection measures its RTT.
+Action = Answer | SendFrame | Problem | Notice | ReconnectRequested | AuthAnswer | Deliver | Pong
 
 
 class ClientProtocol:
@@ -794,6 +795,8 @@ class ClientProtocol:
             return [AuthAnswer(event)]
         if isinstance(event, ErrorEvent):
             return [Problem("exchange_error", f"{event.code}: {event.message}")]
+        if isinstance(event, Pong):
+            return [event]
         return []
 
     def _channel(self, event: ChannelData | Heartbeat | Checksum, now: float) -> list[Action]:

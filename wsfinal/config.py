@@ -104,6 +104,11 @@ class ConnectionConfig:
     enable_heartbeat: bool = True
     cluster_node_id: str | None = None
     load_balancing_weight: float = 1.0
+    #: ``LEAST_LATENCY`` ranks a connection with no request-latency sample for this long by its last ping round
+    #: trip instead of its request EWMA (explicit exploration: see :meth:`~wsfinal.records.ConnectionRecord.\
+    #: routing_latency_ms` and docs/connections.md). Pings come every ``heartbeat_interval_seconds``, so a
+    #: connection starved for being slow is measured again within about the sum of the two once its link is fast.
+    latency_stale_after_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip():
@@ -125,6 +130,7 @@ class ConnectionConfig:
         if self.max_message_size_bytes <= 0:
             raise ConfigurationError("max_message_size_bytes", self.max_message_size_bytes, "must be > 0")
         _positive("load_balancing_weight", self.load_balancing_weight)
+        _positive("latency_stale_after_seconds", self.latency_stale_after_seconds)
 
     @property
     def endpoint(self) -> str:

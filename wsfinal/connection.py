@@ -47,6 +47,8 @@ logger = logging.getLogger("wsfinal.connection")
 
 _S = ConnectionState
 _ids = itertools.count(1)
+#: App-level pings remembered while awaiting their pong; older ones are forgotten (their pong is not coming).
+_MAX_PINGS_IN_FLIGHT = 8
 
 
 def _sendable_close_code(code: int) -> bool:
@@ -131,6 +133,8 @@ class ManagedConnection(ConnectionTraffic):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._data_handlers: list[DataHandler] = []
         self._app_ping_cid = itertools.count(1)
+        #: App-level pings awaiting their pong: cid -> loop time sent.
+        self._pings: dict[int, float] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -525,17 +529,28 @@ class ManagedConnection(ConnectionTraffic):
         session.end(SessionEnd("stale", RetryPolicy.RETRY, 1006, "stale", local=True, graceful=False))
 
     async def _ping_loop(self, session: Session) -> None:
-        """Every heartbeat interval: an app-level ping if the line was quiet, and a WebSocket ping."""
+        """Every heartbeat interval: an app-level ping and a WebSocket ping.
+
+        The app-level ping (``{"event": "ping", "cid": N}``) is the round-trip probe: the exchange answers it
+        with a pong on the same session and link as every request, so its round trip (timed in :meth:`_pong`)
+        sees the link's latency and faults, in live and virtual mode alike. The WebSocket ping is the liveness
+        check: no pong within ``message_timeout_seconds`` ends the channel. Its round trip is not recorded: the
+        peer's WebSocket library answers it (the in-memory channel at once), past any application or link delay.
+        """
         loop = self._loop or asyncio.get_running_loop()
         interval = self._config.heartbeat_interval_seconds
+        pings = self._pings
+        pings.clear()  # pings of an earlier channel never get their pong
         while not session.ended.done():
             await asyncio.sleep(interval)
-            if loop.time() - session.last_rx >= interval:
-                # the exchange answers with a pong event: traffic that proves the application is alive
-                self._enqueue(session, {"event": "ping", "cid": next(self._app_ping_cid)})
+            cid = next(self._app_ping_cid)
+            if len(pings) >= _MAX_PINGS_IN_FLIGHT:
+                del pings[next(iter(pings))]  # the oldest: its pong is not coming
+            pings[cid] = loop.time()
+            self._enqueue(session, {"event": "ping", "cid": cid})
             try:
                 async with asyncio.timeout(self._config.message_timeout_seconds):
-                    rtt = await session.channel.ping()
+                    await session.channel.ping()  # liveness only: its round trip is not a latency
             except TimeoutError:
                 self._error("ping_timeout", f"no pong within {self._config.message_timeout_seconds} s", emit=False)
                 session.end(SessionEnd("ping_timeout", RetryPolicy.RETRY, 1006, local=True, graceful=False))
@@ -546,12 +561,33 @@ class ManagedConnection(ConnectionTraffic):
                 logger.exception("%s: channel.ping raised a non-wsfinal error", self._id)
                 session.end(SessionEnd(f"channel failure: {type(exc).__name__}", RetryPolicy.RETRY, local=True))
                 return
-            now = loop.time()
-            self._metrics.last_ping_latency_ms = rtt * 1000.0
-            if self._store is not None:
-                try:
-                    self._store.record_latency(self._id, rtt * 1000.0, now=now)
-                except UnknownConnectionError:  # removed from the store meanwhile
-                    pass
-            if self._analytics is not None:
-                self._analytics_call("record_latency", rtt * 1000.0, now)
+
+    def _pong(self, cid: int | None, now: float) -> None:
+        """The exchange answered app-level ping ``cid``: its round trip is the connection's ping RTT
+        (``metrics.last_ping_latency_ms``, the store's :meth:`~wsfinal.store.InMemoryConnectionStore.record_ping`,
+        analytics' ``record_ping``), kept apart from request latency. A pong for no ping of ours is ignored."""
+        sent = self._pings.pop(cid, None) if cid is not None else None
+        if sent is None:
+            return
+        rtt_ms = (now - sent) * 1000.0
+        self._metrics.last_ping_latency_ms = rtt_ms
+        report = getattr(self._store, "record_ping", None) if self._store is not None else None
+        if report is not None:
+            try:
+                report(self._id, rtt_ms, now=now)
+            except Exception:  # the store's bug must not break the reader
+                logger.exception("%s: store.record_ping failed", self._id)
+        self._analytics_call("record_ping", rtt_ms, now)
+
+    def _timed_out(self, outcome: RequestOutcome) -> None:
+        """A sent request timed out: its elapsed time (submit to timeout) is a censored latency sample, a lower
+        bound, for the routing and alerting signals (the store's ``record_timeout``, analytics'
+        ``record_timeout``), never for the answered-latency histograms."""
+        elapsed_ms = (outcome.finished_at - outcome.submitted_at) * 1000.0
+        report = getattr(self._store, "record_timeout", None) if self._store is not None else None
+        if report is not None:
+            try:
+                report(self._id, elapsed_ms, now=outcome.finished_at)
+            except Exception:  # the store's bug must not lose the outcome
+                logger.exception("%s: store.record_timeout failed", self._id)
+        self._analytics_call("record_timeout", elapsed_ms, outcome.finished_at)

@@ -21,6 +21,9 @@ _CONNECTED = ConnectionState.CONNECTED
 DEFAULT_EWMA_TAU_S = 10.0
 #: Decay time constant of the peak-EWMA (Finagle's default decay is 10 s).
 DEFAULT_PEAK_EWMA_TAU_S = 10.0
+#: With no request-latency sample for this long, a connection's routing latency falls back to its ping RTT
+#: (:attr:`ConnectionRecord.latency_stale_after_s`; set from ``ConnectionConfig.latency_stale_after_seconds``).
+DEFAULT_LATENCY_STALE_AFTER_S = 10.0
 
 
 @dataclass(slots=True, eq=False)
@@ -49,13 +52,22 @@ class ConnectionRecord:
     errors: int = 0
     consecutive_failures: int = 0
     reconnects: int = 0
-    #: Smoothed request latency (ms); NaN until the first sample.
+    #: Smoothed request latency (ms); NaN until the first sample. Requests only (answers, and timeouts as
+    #: censored samples): never ping round trips.
     latency_ewma_ms: float = math.nan
     #: Peak-EWMA latency (ms): jumps up to a slower sample at once, decays towards faster ones.
     peak_ewma_ms: float = math.nan
-    #: When the EWMAs were last updated (loop time).
+    #: When the EWMAs were last updated (loop time): the time of the last request-latency sample.
     latency_stamp: float = 0.0
+    #: The last answered request's latency (ms).
     last_latency_ms: float = math.nan
+    #: The last app-level ping's round trip (ms) through the exchange session and its link (no service time);
+    #: NaN until the first pong. A separate signal: it never enters the request-latency EWMAs.
+    ping_rtt_ms: float = math.nan
+    #: When that pong was read (loop time).
+    ping_stamp: float = -math.inf
+    #: See :meth:`routing_latency_ms`.
+    latency_stale_after_s: float = DEFAULT_LATENCY_STALE_AFTER_S
     health_score: float = 100.0
     stale: bool = False
     #: The exchange is in maintenance on this connection (Bitfinex 20060 until 20061): requests would not be sent.
@@ -103,6 +115,30 @@ class ConnectionRecord:
                 self.peak_ewma_ms = peak * pw + latency_ms * (1.0 - pw)
         self.latency_stamp = now
 
+    def record_censored(self, elapsed_ms: float, now: float) -> None:
+        """A request that got no answer within ``elapsed_ms`` (a timeout): a censored sample, a lower bound of its
+        latency, folded into the EWMAs like an answer's so that a silent connection looks slow rather than
+        unmeasured. ``last_latency_ms`` (answered requests only) is left alone."""
+        last = self.last_latency_ms
+        self.record_latency(elapsed_ms, now)
+        self.last_latency_ms = last
+
+    def record_ping(self, rtt_ms: float, now: float) -> None:
+        """An app-level ping's round trip of ``rtt_ms``, its pong read at ``now``."""
+        self.ping_rtt_ms = rtt_ms
+        self.ping_stamp = now
+
+    def routing_latency_ms(self) -> float:
+        """The latency ``LEAST_LATENCY`` ranks by: the request EWMA, unless the last request sample is older than
+        :attr:`latency_stale_after_s` at the last ping, in which case the ping RTT (the link's round trip, without
+        the exchange's service time): a connection that lost its traffic for being slow is tried again once its
+        link answers fast. Decided from the record alone (the times of the last request sample and the last pong),
+        so it changes only at a store event. NaN when there is no request sample yet."""
+        ewma = self.latency_ewma_ms
+        if self.ping_stamp - self.latency_stamp >= self.latency_stale_after_s and ewma == ewma:
+            return self.ping_rtt_ms
+        return ewma
+
     def peak_ewma_at(self, now: float, peak_tau_s: float = DEFAULT_PEAK_EWMA_TAU_S) -> float:
         """The peak-EWMA as seen at ``now``: like Finagle, it decays towards zero while no sample arrives, so a
         connection left alone for a while is tried again (and its cost corrected by the next sample)."""
@@ -113,6 +149,7 @@ class ConnectionRecord:
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-friendly copy, for overviews, events and reports."""
+        routing = self.routing_latency_ms()
         return {
             "connection_id": self.connection_id,
             "connection_type": self.connection_type.value,
@@ -132,6 +169,8 @@ class ConnectionRecord:
             "reconnects": self.reconnects,
             "latency_ewma_ms": None if math.isnan(self.latency_ewma_ms) else self.latency_ewma_ms,
             "peak_ewma_ms": None if math.isnan(self.peak_ewma_ms) else self.peak_ewma_ms,
+            "ping_rtt_ms": None if math.isnan(self.ping_rtt_ms) else self.ping_rtt_ms,
+            "routing_latency_ms": None if math.isnan(routing) else routing,
             "health_score": self.health_score,
             "stale": self.stale,
             "paused": self.paused,

@@ -189,6 +189,7 @@ class InMemoryConnectionStore:
             config=config,
             created_at=t,
             last_activity=t,
+            latency_stale_after_s=config.latency_stale_after_seconds,
         )
         with self._lock:
             if connection_id in self._records:
@@ -413,10 +414,37 @@ class InMemoryConnectionStore:
             observer.on_load_changed(record)
 
     def record_latency(self, connection_id: str, latency_ms: float, now: float | None = None) -> None:
-        """A latency sample that is not a request (a ping round trip, say)."""
+        """A request-latency sample measured outside the request path (a connection reports its requests through
+        :meth:`request_finished`/:meth:`answer_received`). Ping round trips go to :meth:`record_ping` instead."""
         with self._lock:
             record = self._record(connection_id)
             record.record_latency(latency_ms, self._now(now))
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def record_timeout(self, connection_id: str, elapsed_ms: float, now: float | None = None) -> None:
+        """A sent request got no answer within ``elapsed_ms`` (send to timeout): a censored sample, a lower bound
+        of its latency, folded into the latency EWMAs (see :meth:`ConnectionRecord.record_censored`). The request
+        itself still ends through :meth:`request_finished`. Unknown ids are ignored."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.record_censored(elapsed_ms, self._now(now))
+            observers = self._observers
+        for observer in observers:
+            observer.on_load_changed(record)
+
+    def record_ping(self, connection_id: str, rtt_ms: float, now: float | None = None) -> None:
+        """An app-level ping's round trip (``ping_rtt_ms``): kept apart from request latency, it is what
+        ``LEAST_LATENCY`` falls back to when the request EWMA is stale (:meth:`ConnectionRecord.routing_latency_ms`).
+        A selection event: observers are told. Unknown ids are ignored."""
+        with self._lock:
+            record = self._records.get(connection_id)
+            if record is None:
+                return
+            record.record_ping(rtt_ms, self._now(now))
             observers = self._observers
         for observer in observers:
             observer.on_load_changed(record)

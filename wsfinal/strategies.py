@@ -13,7 +13,10 @@ Strategies, exactly:
 - ``RANDOM``: uniform choice.
 - ``LEAST_CONNECTIONS``: fewest outstanding requests; ties go to the one picked least recently.
 - ``LEAST_LOAD``: fewest messages handled (sent + received); ties as above.
-- ``LEAST_LATENCY``: lowest latency EWMA; connections with no sample yet count as 0 ms so they get measured.
+- ``LEAST_LATENCY``: lowest request-latency EWMA; connections with no sample yet count as 0 ms so they get
+  measured. Explicit exploration: a connection with no request sample for its ``latency_stale_after_s`` is ranked
+  by its last ping round trip (the link without the service time) from its next pong on, so one that lost its
+  traffic for being slow gets it back once its link is fast (:meth:`ConnectionRecord.routing_latency_ms`).
 - ``WEIGHTED_ROUND_ROBIN``: smooth weighted round robin as an earliest-deadline-first schedule (Envoy's EDF
   scheduler): pick k of a member with weight w is due at ``base + (k + 0.5) / w``; ties go to the heavier
   member. Weights 3 and 1 give ``a a b a``; over any run of W = sum of (integer) weights picks on a fixed pool,
@@ -302,8 +305,14 @@ class LeastLatency(_LeastMeasure):
 
     @staticmethod
     def measure(record: ConnectionRecord) -> float:
+        # ConnectionRecord.routing_latency_ms, inline (once per store notification): the request EWMA, or the last
+        # ping RTT once the request sample is latency_stale_after_s older than that ping's pong
         latency = record.latency_ewma_ms
-        return 0.0 if math.isnan(latency) else latency
+        if latency != latency:
+            return 0.0
+        if record.ping_stamp - record.latency_stamp >= record.latency_stale_after_s:
+            return record.ping_rtt_ms
+        return latency
 
 
 class SmoothWeightedRoundRobin(Strategy):

@@ -225,6 +225,12 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         except Exception:  # analytics must never break the connection
             logger.exception("%s: analytics.%s failed", self._id, method)
 
+    def _pong(self, cid: int | None, now: float) -> None:
+        """An app-level pong with client id ``cid`` was read at ``now`` (the connection times its ping)."""
+
+    def _timed_out(self, outcome: RequestOutcome) -> None:
+        """A sent request timed out (the connection reports its elapsed time as a censored latency sample)."""
+
     def _error(self, kind: str, message: str = "", *, emit: bool = True) -> None:
         m = self._metrics
         m.errors += 1
@@ -369,6 +375,8 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                     session.auth.set_result(action.auth)
             elif isinstance(action, bfx.ReconnectRequested):
                 session.end(SessionEnd(action.reason, RetryPolicy.RETRY_NOW, 1000, "20051", local=True))
+            elif isinstance(action, bfx.Pong):
+                self._pong(action.cid, now)
 
     # -- subscriptions ----------------------------------------------------------------------------------------
 
@@ -656,6 +664,7 @@ class ConnectionTraffic(WebSocketConnectionInterface):
             if entry is not None and entry.deadline is not None and entry.deadline <= now:
                 done = ledger.finish(cid, _TIMED_OUT, now, connection_id=self._id)
                 if done is not None:
+                    self._timed_out(done[1])  # its censored latency sample, before anyone learns the outcome
                     self._resolve(*done)
         # Drop answered requests' entries from the top too, so that the timer is armed for a request still in
         # flight: otherwise it would fire once per answered request, each time for nothing.
