@@ -9,29 +9,45 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-#: Modules that contribute subcommands, in the order ``--help`` lists them.
+#: Modules that contribute subcommands, in the order ``--help`` lists them: the order a user meets them (a first
+#: look, one run and its report, comparisons, grids, CI checks, then the tools around them).
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.demo",
-    "benchmarks.strategy_table",
+    "simulator.run_commands",
+    "benchmarks.compare_commands",  # report, compare
     "benchmarks.sweep_commands",
     "benchmarks.gate_commands",
     "benchmarks.digest",
-    "simulator.run_commands",
-    "simulator.exchange_commands",
+    "benchmarks.strategy_table",  # bench
     "simulator.scenario_commands",
-    "benchmarks.compare_commands",
+    "simulator.exchange_commands",
 )
+
+EPILOG = """\
+a typical path:
+  wsfinal run scenarios/latency-spike.yaml       one run; prints where its result is
+  wsfinal report RESULT_DIR                      the summary and HTML report of a run or comparison
+  wsfinal compare scenarios/latency-spike.yaml   strategies over seeds, with significance tests
+  wsfinal sweep sweeps/example.yaml              a grid of scenarios x strategies x seeds x parameters
+  wsfinal gate; wsfinal digest                   CI: performance regressions; byte-identical results
+
+Exit codes: 0 ok, 2 bad arguments or input file; each command's --help lists its others.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsfinal",
         description=(
-            "wsfinal: a WebSocket connection manager and its testbed. Run a subcommand with --help for details."
+            "wsfinal: a WebSocket connection manager and its testbed (a fake exchange with scripted faults).\n"
+            "Start with `wsfinal demo`; each COMMAND has its own --help."
         ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -51,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`wsfinal scenario schema | head`): no traceback. Point stdout at /dev/null so
+        # the interpreter's final flush cannot fail again, and exit as a tool killed by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

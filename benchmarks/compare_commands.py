@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.compare import ComparisonResult, aggregate, compare, comparison_from_run, parse_strategies
-from benchmarks.statistics import TESTS
+from benchmarks.statistics import ALPHA, TESTS, min_seeds
 from simulator.runner import MODES
 from simulator.scenario import ScenarioError, load_scenario
+from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError
 
 #: Columns of the terminal table: metric, heading, width.
@@ -18,7 +19,7 @@ TABLE: tuple[tuple[str, str, int], ...] = (
     ("p50_ms", "p50 ms", 21),
     ("p99_ms", "p99 ms", 23),
     ("mean_ms", "mean ms", 21),
-    ("success_rate", "success %", 24),
+    ("success_rate", "success %", 25),
     ("reroute_s", "reroute s", 19),
     ("alerts_fired", "alerts", 17),
 )
@@ -27,7 +28,11 @@ TABLE: tuple[tuple[str, str, int], ...] = (
 def _num(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
-    return f"{v * 100:.2f}" if metric == "success_rate" else f"{v:.2f}" if metric != "alerts_fired" else f"{v:.1f}"
+    if metric == "success_rate":
+        from reports.html import _pct  # the report's rule: only a run without failures reads 100.00
+
+        return _pct(v)
+    return f"{v:.1f}" if metric == "alerts_fired" else f"{v:.2f}"
 
 
 def _mark(data: dict[str, Any], metric: str, name: str) -> str:
@@ -44,10 +49,15 @@ def _mark(data: dict[str, Any], metric: str, name: str) -> str:
 
 
 def format_summary(data: dict[str, Any]) -> str:
-    """The comparison as a terminal table: mean across seeds [95% CI], marks ^ best tier / v worse than best."""
+    """The comparison as a terminal table: mean across seeds [95% CI], marks ^ best tier / v worse than best.
+
+    With one strategy (or a single run's document) there is nothing to compare: the table has no marks and the
+    lines about tests and significance are left out.
+    """
     order = {e["strategy"]: e["rank"] for e in data["rankings"].get("p99_ms", {}).get("entries", [])}
     names = sorted(data["strategies_order"], key=lambda n: order.get(n, 10**6))
     s = data["scenario"]
+    compared = data.get("kind") != "run" and len(names) > 1
     lines = [
         f"scenario {s['name']}  mode {data['mode']}  seeds {len(data['seeds'])}: {', '.join(map(str, data['seeds']))}",
         f"{'#':>2} {'strategy':<22}" + "".join(f"{head:>{w}}" for _, head, w in TABLE),
@@ -61,9 +71,14 @@ def format_summary(data: dict[str, Any]) -> str:
             text = _num(m, iv["estimate"])
             if iv["n"] > 1 and iv["low"] is not None and iv["low"] != iv["high"]:
                 text += f" [{_num(m, iv['low'])},{_num(m, iv['high'])}]"
-            text += _mark(data, m, name)
+            text += _mark(data, m, name) if compared else ""
             cells.append(f" {text:>{w - 1}}")
-        lines.append(f"{order.get(name, '-'):>2} {name:<22}" + "".join(cells))
+        lines.append(f"{order.get(name, '-') if compared else '':>2} {name:<22}" + "".join(cells))
+    if not compared:
+        if len(data["seeds"]) > 1:
+            lines.append("cells: mean across seeds [bootstrap 95% CI]")
+        lines.append("one strategy: nothing to compare (name two or more with --strategies a,b)")
+        return "\n".join(lines)
     lines.append("cells: mean across seeds [bootstrap 95% CI]; ^ best tier and significantly better than another,")
     lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']})")
     sig = [t for r in data["rankings"].values() for t in r["tests"] if t["significant"]]
@@ -76,6 +91,35 @@ def format_summary(data: dict[str, Any]) -> str:
         lines.append("  no significant differences")
     lines.extend(f"note: {n}" for n in data["rankings"].get("p99_ms", {}).get("notes", []))
     return "\n".join(lines)
+
+
+def format_checks(checks: dict[str, Any]) -> str:
+    """Failed runs and ``expect`` assertions (as :func:`reports.html.run_checks` finds them) for the terminal.
+
+    Empty when the scenario has no ``expect`` and every run succeeded; otherwise every failure on its own line,
+    so a CI log shows what failed without opening the report.
+    """
+    lines = []
+    if checks["failed_runs"]:
+        lines.append(f"FAILED runs: {len(checks['failed_runs'])} of {checks['runs_total']}")
+        lines.extend(f"  {r['strategy']} seed {r['seed']}: {r['error']}" for r in checks["failed_runs"])
+    if checks["failed_expect"]:
+        lines.append(
+            f"FAILED expect: {checks['expect_passed']} of {checks['expect_total']} checks passed "
+            "(one check = one assertion in one run)"
+        )
+        for c in checks["failed_expect"]:
+            lines.append(f"  expect[{c['index']}] {c['description']}: failed for")
+            lines.extend(f"    {failure}" for failure in c["failures"])
+    elif checks["expect_total"]:
+        lines.append(f"expect: all {checks['expect_total']} checks passed")
+    return "\n".join(lines)
+
+
+def _checks(result: ComparisonResult) -> dict[str, Any]:
+    from reports.html import load_runs, run_checks
+
+    return run_checks(result.data, load_runs(result.data, result.out))
 
 
 def compare_main(args: argparse.Namespace) -> int:
@@ -103,13 +147,15 @@ def compare_main(args: argparse.Namespace) -> int:
         test=args.test,
     )
     report = render_report(result.data, result.out)
+    checks = _checks(result)
     print(format_summary(result.data))
+    if text := format_checks(checks):
+        print(text)
     print(f"results in {result.out} (comparison.json, comparison.csv, runs/); report {report}")
-    failed = sum(b["failed_runs"] for b in result.data["strategies"].values())
-    if failed:
-        print(f"wsfinal compare: {failed} run(s) failed; see their summary.json", file=sys.stderr)
+    if checks["failed_runs"]:
+        print(f"wsfinal compare: {len(checks['failed_runs'])} run(s) failed; see their summary.json", file=sys.stderr)
         return 1
-    return 0
+    return 3 if checks["failed_expect"] and args.check else 0
 
 
 def load_result(directory: str | Path) -> ComparisonResult:
@@ -129,51 +175,75 @@ def load_result(directory: str | Path) -> ComparisonResult:
 
 def report_main(args: argparse.Namespace) -> int:
     from reports.html import render_report
+    from simulator.results import RunResult
+    from simulator.runner import describe
 
     try:
         result = load_result(args.result_dir)
         path = render_report(result.data, result.out, args.out)
+        if result.data.get("kind") == "run":  # one run: its own summary, as `wsfinal run` printed it
+            text = describe(RunResult.load(result.out))
+        else:
+            text = "\n".join(filter(None, (format_summary(result.data), format_checks(_checks(result)))))
     except (OSError, ValueError, KeyError) as exc:
         print(f"wsfinal report: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(result.data))
+    print(text)
     print(f"report {path}")
     return 0
 
 
+def _seeds_help() -> str:
+    """``--seeds`` help: how many seeds significance needs, from the bound behind the report's note on power."""
+    need: dict[int, list[int]] = {}
+    for k in range(2, len(LoadBalancingStrategy) + 1):
+        need.setdefault(min_seeds(k), []).append(k)
+    parts = [f"{n} for {ks[0]}" if len(ks) == 1 else f"{n} for {ks[0]}-{ks[-1]}" for n, ks in need.items()]
+    parts[0] = parts[0].replace(" for ", " seeds for ") + " strategies"
+    return (
+        f"seeds per strategy (default 5); a difference can be significant (alpha {ALPHA}, Holm) only with "
+        f"at least {', '.join(parts)}"
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser(
+        "report",
+        help="summary and HTML report of a saved run or comparison",
+        description=(
+            "Print the summary of RESULT_DIR and write report.html with its PNG charts: RESULT_DIR is a run "
+            "directory (summary.json, as written by `wsfinal run`) or a comparison directory (comparison.json, "
+            "as written by `wsfinal compare`). Nothing is re-run. Exit codes: 0 ok, 2 bad arguments or "
+            "RESULT_DIR is not a readable run or comparison directory."
+        ),
+    )
+    r.add_argument("result_dir", help="run or comparison directory")
+    r.add_argument("--out", help="where to write the report (default: RESULT_DIR)")
+    r.set_defaults(func=report_main)
+
     p = sub.add_parser(
         "compare",
-        help="compare load-balancing strategies over several seeds, with CIs, tests and an HTML report",
+        help="compare strategies over seeds: CIs, tests, HTML report",
         description=(
             "Run every chosen strategy on SCENARIO over N seeds (derived with numpy SeedSequence.spawn from "
             "--base-seed, default the scenario's seed; the same seeds for every strategy), in parallel. Writes "
             "comparison.json, comparison.csv, one result directory per run and report.html (with its PNG charts) "
-            "under --out, and prints the summary table. Exit 0 ok, 1 a run failed, 2 bad arguments."
+            "under --out, and prints the summary table with every failed run and failed expect assertion. "
+            "Exit codes: 0 ok, 1 a run failed, 2 bad arguments or scenario, 3 (with --check) an expect "
+            "assertion failed in some run."
         ),
     )
     p.add_argument("scenario", help="scenario file (YAML)")
     p.add_argument("--strategies", default="all", help="'all' (default) or a comma-separated list")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per strategy (default 5; at least 4 for significance)")
+    p.add_argument("--seeds", type=int, default=5, help=_seeds_help())
     p.add_argument("--base-seed", type=int, help="root of the seed derivation (default: the scenario's seed)")
     p.add_argument("--mode", choices=MODES, default="virtual", help="virtual time (default) or live sockets")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2; 1 runs in-process)")
     p.add_argument("--test", choices=TESTS, default="mannwhitney", help="pairwise test (default mannwhitney)")
     p.add_argument("--out", help="output directory (default results/compare-SCENARIO-MODE)")
+    p.add_argument("--check", action="store_true", help="exit 3 when an expect assertion fails in any run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=compare_main)
 
-    r = sub.add_parser(
-        "report",
-        help="rebuild the HTML report of a saved comparison or run, without re-running",
-        description=(
-            "Rebuild report.html and its PNG charts from RESULT_DIR: a comparison directory (comparison.json) "
-            "or a single run directory (summary.json, as written by `wsfinal run`). Nothing is re-run."
-        ),
-    )
-    r.add_argument("result_dir", help="comparison or run directory")
-    r.add_argument("--out", help="where to write the report (default: RESULT_DIR)")
-    r.set_defaults(func=report_main)
 
-
-__all__ = ["format_summary", "load_result", "register"]
+__all__ = ["format_checks", "format_summary", "load_result", "register"]

@@ -394,14 +394,14 @@ def main(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "digest",
-        help="check that results are byte-identical to the committed digest baseline",
+        help="CI: check that runs are byte-identical to the digest baseline",
         description=(
             "Run each scenario in virtual time with its own strategy and seed (default: every bundled "
             "scenarios/*.yaml and the queueing bench setup) and print one line per run: status and SHA-256 "
             "digests of the per-request records, the outcome accounting and the summary (without "
             f"{', '.join(EXCLUDED_SUMMARY_KEYS)}). Compare with --baseline. Exit codes: 0 all equal, 1 a "
-            "difference (shown per scenario and part) or a failed run under --update, 2 unknown scenario or "
-            "unreadable baseline. See docs/digest.md."
+            "difference (shown per scenario and part) or a failed run under --update, 2 bad arguments, unknown "
+            "scenario or a baseline that cannot be read (or, with --update, written). See docs/digest.md."
         ),
     )
     p.add_argument(

@@ -32,7 +32,11 @@ def main(args: argparse.Namespace) -> int:
         if failed:
             print(f"wsfinal gate: not updating, runs failed: {', '.join(failed)}", file=sys.stderr)
             return 1
-        write_baseline(args.baseline, suite, current)
+        try:
+            write_baseline(args.baseline, suite, current)
+        except OSError as exc:
+            print(f"wsfinal gate: baseline {args.baseline}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
+            return 2
         print(f"baseline written to {args.baseline} ({len(current)} entries, {wall:.1f}s)")
         return 0
     assert baseline is not None
@@ -49,12 +53,13 @@ def main(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "gate",
-        help="CI regression gate: run the suite in virtual time and compare with the baseline",
+        help="CI: fail when a metric regressed against the baseline",
         description=(
             "Run every scenario x strategy of --suite in virtual time (deterministic), compare each metric "
             "with --baseline under the suite's per-metric tolerances, print a table (and append Markdown to "
             "$GITHUB_STEP_SUMMARY when set). Exit codes: 0 pass, 1 regression (or a run failed, or the baseline "
-            "is missing or stale for an entry), 2 bad suite or baseline file. --update rewrites the baseline."
+            "is missing or stale for an entry), 2 bad arguments, suite or baseline file (unreadable, or with "
+            "--update unwritable). --update rewrites the baseline."
         ),
     )
     p.add_argument("--suite", default="benchmarks/suite.yaml", help="suite file (default benchmarks/suite.yaml)")

@@ -139,6 +139,24 @@ def min_attainable_p(n_a: int, n_b: int) -> float:
     return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
 
 
+def min_seeds(strategies: int, alpha: float = ALPHA) -> int:
+    """The fewest seeds per strategy with which a difference among ``strategies`` can be significant at ``alpha``.
+
+    The bound behind :func:`rank`'s note on power: Holm multiplies the smallest p-value by the number of pairs,
+    so ``n`` seeds can only suffice when ``min_attainable_p(n, n) * C(strategies, 2) <= alpha``. 2 strategies
+    need 4 seeds, 3 need 5, all 10 need 7. Fewer than 2 strategies compare nothing: 1.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
+    pairs = math.comb(strategies, 2) if strategies > 1 else 0
+    if pairs == 0:
+        return 1
+    n = 2
+    while min_attainable_p(n, n) * pairs > alpha:  # C(2n, n) grows about 4^n: a few steps
+        n += 1
+    return n
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (same order as given); reject where adjusted <= alpha.
 
@@ -326,6 +344,7 @@ __all__ = [
     "holm",
     "mann_whitney_p",
     "min_attainable_p",
+    "min_seeds",
     "pairwise_tests",
     "permutation_p",
     "rank",

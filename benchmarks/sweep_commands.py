@@ -47,12 +47,12 @@ def main(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sweep",
-        help="run a grid of scenarios x strategies x seeds x parameters and report it",
+        help="run a grid of scenarios x strategies x seeds x parameters",
         description=(
             "Run every run of SWEEP.yaml that is not yet complete in --out (so an interrupted sweep resumes), "
             "on a process pool (--workers) or a Dask cluster (--scheduler), then write sweep-report.html with "
             "a chart per metric against the swept parameter. Exit codes: 0 ok, 1 some runs failed, 2 bad "
-            "sweep file or arguments."
+            "arguments or sweep file (or, with --report-only, no results in --out)."
         ),
     )
     p.add_argument("sweep", help="sweep file (YAML); see sweeps/example.yaml and docs/sweeps_and_gates.md")

@@ -2,14 +2,17 @@
 
 Reads only what :func:`benchmarks.sweep.run_sweep` wrote (``sweep.json`` and ``index.jsonl``), so it can be
 rebuilt at any time, also from a partial sweep. For every metric it draws one panel per scenario (and per value
-of the other swept parameters), the mean across seeds as a line per strategy and a percentile-bootstrap 95%
-interval across seeds as a band. It writes ``sweep-<metric>.png`` and a self-contained ``sweep-report.html``
-(the PNGs embedded, every text from files escaped) into the sweep's directory.
+of the other swept parameters), the mean across seeds as a line per strategy (in the strategy's fixed colour
+and line style, as in every comparison report) and a percentile-bootstrap 95% interval across seeds as a band.
+It writes ``sweep-<metric>.png`` and a self-contained ``sweep-report.html`` (the PNGs embedded, every text from
+files escaped, the main report's Content-Security-Policy) into the sweep's directory; failed and missing runs
+are listed first.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import itertools
@@ -27,10 +30,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from benchmarks.statistics import Interval, bootstrap_ci
+from reports.style import strategy_style
 from simulator.units import UnitError, parse_duration, parse_rate, parse_size
 
-__all__ = ["SweepTable", "build_table", "numeric_value", "render_sweep_report"]
+__all__ = ["SweepTable", "build_table", "chart_title", "numeric_value", "render_sweep_report", "run_problems"]
 
+#: The main report's policy (reports/templates/report.html.j2): no scripts, no fetches, images only inline.
+CSP = "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'"
 #: Seed of the bootstrap resampling (the report is a pure function of the results).
 REPORT_SEED = 20260
 LABELS = {
@@ -112,7 +118,6 @@ def _chart(table: SweepTable, metric: str) -> Figure:
     rows = (n + cols - 1) // cols
     fig = Figure(figsize=(6.4 * cols, 4.0 * rows), dpi=100, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
-    colours = matplotlib.colormaps["tab10"]
     labels = [_label(v) for v in table.x_values] if table.x else ["-"]
     xs = (
         np.array([numeric_value(v) for v in table.x_values], dtype=float)
@@ -121,17 +126,17 @@ def _chart(table: SweepTable, metric: str) -> Figure:
     )
     for i, panel in enumerate(table.panels):
         ax = axes[i // cols][i % cols]
-        for j, strategy in enumerate(table.strategies):
+        for strategy in table.strategies:
             pts = [table.cells.get((panel, lab, strategy, metric)) for lab in labels]
             est = np.array([np.nan if p is None or p.estimate is None else p.estimate for p in pts], dtype=float)
             low = np.array([np.nan if p is None or p.low is None else p.low for p in pts], dtype=float)
             high = np.array([np.nan if p is None or p.high is None else p.high for p in pts], dtype=float)
             if np.all(np.isnan(est)):
                 continue
-            colour = colours(j % 10)
-            ax.plot(xs, est, marker="o", color=colour, label=strategy)
-            ax.fill_between(xs, low, high, color=colour, alpha=0.2, linewidth=0)
-        ax.set_title(panel, fontsize=9)
+            style = strategy_style(strategy, table.strategies)
+            ax.plot(xs, est, marker="o", label=strategy, **style)
+            ax.fill_between(xs, low, high, color=style["color"], alpha=0.15, linewidth=0)
+        ax.set_title(f"scenario {panel}", fontsize=9)
         ax.set_xlabel(table.x or "")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.set_xticks(xs, labels)
@@ -139,7 +144,39 @@ def _chart(table: SweepTable, metric: str) -> Figure:
         ax.legend(fontsize=8)
     for k in range(len(table.panels), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
+    fig.suptitle(f"{chart_title(table, metric)}\nline: mean across seeds; band: bootstrap 95% interval", fontsize=10)
     return fig
+
+
+def chart_title(table: SweepTable, metric: str) -> str:
+    """What a chart shows: the metric, per strategy, against the swept parameter."""
+    return f"{LABELS.get(metric, metric)} per strategy" + (f" against {table.x}" if table.x else "")
+
+
+def run_problems(sweep: Mapping[str, Any], records: Sequence[Mapping[str, Any]], directory: Path) -> list[str]:
+    """One line per run that failed (saved with a status other than ok, with its error) and a line on the runs
+    of the grid with no result (not run yet, or they raised: ``wsfinal sweep`` again retries them)."""
+    lines = []
+    for r in sorted(records, key=lambda r: (r["scenario_name"], r["strategy"], r["seed"], r["key"])):
+        if r.get("status") == "ok":
+            continue
+        error = "(no error recorded)"
+        summary = directory / str(r.get("dir", "")) / "summary.json"
+        with contextlib.suppress(OSError, ValueError):
+            error = json.loads(summary.read_text()).get("error") or error
+        params = ", ".join(f"{k} = {_label(v)}" for k, v in (r.get("params") or {}).items())
+        lines.append(
+            f"run failed: {r['scenario_name']}, {r['strategy']}, seed {r['seed']}"
+            + (f", {params}" if params else "")
+            + f" ({r.get('dir')}): {error}"
+        )
+    missing = len(set(sweep.get("keys") or []) - {r["key"] for r in records})
+    if missing:
+        lines.append(
+            f"{missing} run{'s' if missing != 1 else ''} of the grid ha{'ve' if missing != 1 else 's'} no result "
+            "(not run yet, or the run raised): `wsfinal sweep` with the same --out runs them"
+        )
+    return lines
 
 
 def _png(fig: Figure) -> bytes:
@@ -168,9 +205,10 @@ def render_sweep_report(directory: str | Path) -> Path:
     for metric in table.metrics:
         png = _png(_chart(table, metric))
         (out / f"sweep-{metric}.png").write_bytes(png)
+        title = chart_title(table, metric)
         images.append(
-            f'<h2>{e(LABELS.get(metric, metric))}</h2><img alt="{e(metric)} against {e(table.x or "")}" '
-            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            f'<h2>{e(title)}</h2><img alt="{e(title)}, one panel per scenario; strategies: '
+            f'{e(", ".join(table.strategies))}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         )
     head = "".join(f"<th>{e(h)}</th>" for h in ("panel", table.x or "x", "strategy", *table.metrics))
     rows = []
@@ -187,17 +225,35 @@ def render_sweep_report(directory: str | Path) -> Path:
         )
         rows.append(f"<tr><td>{e(panel)}</td><td>{e(lab)}</td><td>{e(strategy)}</td>{tds}</tr>")
     total = len(sweep.get("keys") or [])
+    problems = run_problems(sweep, records, out)
+    failed_note = (
+        "A failed run's metrics cover what it completed; they are included in the figures."
+        if any(r.get("status") != "ok" for r in records)
+        else ""
+    )
+    status = (
+        '<div class="status fail"><b>Not every run of the grid has an ok result.</b><ul>'
+        + "".join(f"<li>{e(p)}</li>" for p in problems)
+        + f"</ul>{failed_note}</div>"
+        if problems
+        else f'<div class="status ok">All {total} runs complete and ok.</div>'
+    )
     params = "".join(f"<li><code>{e(k)}</code>: {e(', '.join(map(_label, v)))}</li>" for k, v in
                      (sweep.get("parameters") or {}).items())  # fmt: skip
     fixed = "".join(f"<li><code>{e(k)}</code> = {e(_label(v))}</li>" for k, v in (sweep.get("set") or {}).items())
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>sweep {e(sweep.get("name", ""))}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">
+<title>sweep {e(sweep.get("name", ""))}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}} img{{max-width:100%}}
 table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
 small{{color:#555}}
+.status{{padding:.6em .9em;margin:.8em 0;border-left:6px solid}} .status ul{{margin:.3em 0}}
+.status.fail{{background:#fdecea;border-color:#b3261e}} .status.ok{{background:#e8f4ea;border-color:#1b7f2a}}
 </style></head><body>
 <h1>Sweep {e(sweep.get("name", ""))}</h1>
+{status}
 <p>{e(sweep.get("description", ""))}</p>
 <p>{len(records)} of {total} runs complete; strategies {e(", ".join(table.strategies))};
 seeds {e(", ".join(str(s) for s in sweep.get("seeds", [])))}; mode {e(str(sweep.get("mode", "")))}.

@@ -20,9 +20,16 @@ def register(subparsers: Any) -> None:
     """Add the ``exchange`` subcommand to the ``wsfinal`` command line."""
     p = subparsers.add_parser(
         "exchange",
-        help="serve a scenario's fake exchange nodes on loopback",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="serve a scenario's fake exchange for your own bot",
+        description=(
+            "Serve the exchange nodes of SCENARIO (the fake Bitfinex API v2) on --host, so your own bot or the "
+            "official client can connect. Prints one 'node-id -> ws://host:port' line per node once every port "
+            "is bound, then applies the scenario's fault timeline in real time until Ctrl-C or --duration. "
+            "--tls serves wss://: without --cert/--key a self-signed certificate for 127.0.0.1 and localhost is "
+            "made at start and its CA file printed for clients to trust. See docs/exchange.md. Exit codes: "
+            "0 stopped after --duration, 1 cannot serve (port in use, unreadable certificate), 2 bad arguments "
+            "or scenario, 130 interrupted (Ctrl-C)."
+        ),
     )
     p.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

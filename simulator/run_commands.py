@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     print(describe(result))
     wall = result.timing.get("wall_time_s", 0.0)
     print(f"simulated {result.summary['simulated_s']:.1f}s in {wall:.1f}s wall; result in {out}")
+    print(f"HTML report: wsfinal report {shlex.quote(str(out))}")
     failed_expect = [e for e in result.summary.get("expect", []) if e["passed"] is False]
     if not result.ok:
         return 1
@@ -34,19 +36,24 @@ def main(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
-        help="run a scenario once and write its result",
+        help="run a scenario once; write and summarise its result",
         description=(
             "Run SCENARIO once: the fake exchange with its fault timeline, the full manager and the workload. "
-            "Writes summary.json, requests.npz/.csv, events.jsonl and series.npz into a directory under --out, "
-            "and prints a summary table. Exit codes: 0 ok, 1 the run failed, 2 bad arguments or scenario, "
-            "3 (with --check) an expect assertion failed."
+            "Writes summary.json, requests.npz/.csv, events.jsonl and series.npz into "
+            "OUT/SCENARIO-STRATEGY-seedN-MODE, prints a summary table with each expect assertion, and the "
+            "`wsfinal report` command that writes its HTML report. Exit codes: 0 ok, 1 the run failed, "
+            "2 bad arguments or scenario, 3 (with --check) an expect assertion failed."
         ),
     )
     p.add_argument("scenario", help="scenario file (YAML)")
     p.add_argument("--strategy", help="load-balancing strategy (default: the scenario's)")
     p.add_argument("--seed", type=int, help="seed (default: the scenario's)")
     p.add_argument("--mode", choices=MODES, default="virtual", help="virtual time (default) or live sockets")
-    p.add_argument("--out", default="results", help="directory for results (default: results/)")
+    p.add_argument(
+        "--out",
+        default="results",
+        help="parent directory; the run goes into OUT/SCENARIO-STRATEGY-seedN-MODE (default: results)",
+    )
     p.add_argument("--check", action="store_true", help="exit 3 when an expect assertion fails")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)

@@ -23,12 +23,22 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "scenario",
         help="validate scenario files or print their JSON Schema",
-        description="Validate scenario files (check) or print the JSON Schema they are validated against (schema).",
+        description=(
+            "Validate scenario files (check) or print the JSON Schema they are validated against (schema). "
+            "See docs/scenarios.md. Exit codes: 0 ok, 1 (check) a file is invalid, 2 bad arguments or no ACTION."
+        ),
     )
     sub = parser.add_subparsers(dest="scenario_command", metavar="ACTION")
     parser.set_defaults(func=lambda _args: _usage(parser))
 
-    check = sub.add_parser("check", help="validate scenario files", description="Validate scenario YAML files.")
+    check = sub.add_parser(
+        "check",
+        help="validate scenario files",
+        description=(
+            "Validate scenario YAML files: 'OK FILE (summary)' per valid file, every problem of an invalid one "
+            "as 'FILE: path: reason'. Exit codes: 0 every file valid, 1 a file is invalid, 2 bad arguments."
+        ),
+    )
     check.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
     check.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     check.set_defaults(func=check_command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import csv
 import json
 from pathlib import Path
@@ -21,7 +22,7 @@ from benchmarks.compare import (
     run_metrics,
     time_to_stop_routing,
 )
-from benchmarks.compare_commands import format_summary, load_result
+from benchmarks.compare_commands import _seeds_help, format_summary, load_result
 from simulator.results import RunResult
 from simulator.scenario import Scenario, parse_scenario
 from wsfinal.config import LoadBalancingStrategy
@@ -190,8 +191,55 @@ def test_cli_compare_then_report_rebuilds_without_rerunning(tmp_path: Path, caps
     assert sorted(p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")) == runs_before
     assert load_result(out).data["strategies"] == saved["strategies"]  # same statistics, recomputed
     run_dir = out / saved["runs"][0]["dir"]
+    capsys.readouterr()
     assert cli_main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.html").exists()
+    printed = capsys.readouterr().out  # one run: its plain summary, no comparison talk
+    assert "status ok" in printed and f"seed {saved['runs'][0]['seed']}" in printed
+    assert "bootstrap" not in printed and "significant" not in printed
+
+
+def test_cli_compare_reports_failed_expectations_and_check_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(json.dumps(TINY))
+    doc["expect"] = [
+        {"metric": "p99_ms", "op": "<=", "value": "1us"},  # cannot hold
+        {"metric": "success_rate", "op": ">=", "value": 0.5},
+    ]
+    scenario_file = tmp_path / "tiny.yaml"
+    scenario_file.write_text(json.dumps(doc))
+    args = ["compare", str(scenario_file), "--strategies", "round_robin,peak_ewma", "--seeds", "1",
+            "--workers", "1", "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    assert cli_main(args) == 0  # reported, but only --check makes it an error (as `wsfinal run`)
+    printed = capsys.readouterr().out
+    assert "FAILED expect: 2 of 4 checks passed" in printed
+    assert "expect[0] p99_ms <= 0.001" in printed and "\n    round_robin in 1 of 1 seed (actual" in printed
+    assert "expect[1]" not in printed.split("FAILED expect")[1]  # only the failed one is listed
+    assert cli_main(["report", str(tmp_path / "out")]) == 0
+    assert "FAILED expect: 2 of 4 checks passed" in capsys.readouterr().out
+    assert cli_main([*args, "--check"]) == 3
+
+
+def test_format_summary_never_rounds_a_failure_to_100_percent(comparison: tuple[ComparisonResult, Any]) -> None:
+    data = copy.deepcopy(comparison[0].data)
+    for block in data["strategies"].values():
+        block["metrics"]["success_rate"] = {"estimate": 0.99997, "low": None, "high": None, "n": 1}
+    text = format_summary(data)
+    assert "99.997" in text and "100.00" not in text
+
+
+def test_format_summary_of_one_strategy_compares_nothing(comparison: tuple[ComparisonResult, Any]) -> None:
+    data = copy.deepcopy(comparison[0].data)
+    data["strategies_order"] = ["peak_ewma"]
+    text = format_summary(data)
+    assert "peak_ewma" in text and "round_robin" not in text
+    assert "nothing to compare" in text and "significant" not in text and "note:" not in text
+
+
+def test_seeds_help_follows_the_power_bound() -> None:
+    text = " ".join(_seeds_help().split())
+    assert "4 seeds for 2 strategies" in text and "7 for 8-10" in text  # docs/reports.md: 7 for all 10
 
 
 def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

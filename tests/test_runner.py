@@ -108,12 +108,26 @@ def test_run_command_writes_results_and_rejects_bad_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "strategy round_robin" in out and "result in" in out
     [run_dir] = (tmp_path / "out").iterdir()
+    assert run_dir.name == "tiny-round_robin-seed5-virtual"  # OUT/SCENARIO-STRATEGY-seedN-MODE, as --help says
+    assert f"wsfinal report {run_dir}" in out  # the next step, with the real path
     loaded = RunResult.load(run_dir)
     assert loaded.summary["strategy"] == "round_robin" and len(loaded.requests) > 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nduration: 2s\nnodes: []\nclientz: {}\n")
     assert cli(["run", str(bad), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_run_check_exits_3_on_a_failed_expectation(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    doc = json.loads(json.dumps(TINY))
+    doc["duration"] = "3s"
+    doc["expect"] = [{"metric": "p99_ms", "op": "<=", "value": "1us"}]  # cannot hold
+    path.write_text(json.dumps(doc))
+    args = ["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]
+    assert cli(args) == 0  # without --check a failed expectation is reported, not an error
+    assert "FAIL" in capsys.readouterr().out
+    assert cli([*args, "--check"]) == 3
 
 
 def test_unknown_mode_is_a_clear_error():

@@ -126,6 +126,23 @@ def test_too_few_seeds_are_reported_as_such() -> None:
     assert ranking.notes and "no difference can be significant" in ranking.notes[0]
 
 
+@pytest.mark.parametrize("strategies", [2, 3, 10])
+def test_min_seeds_is_where_the_power_note_disappears(strategies: int) -> None:
+    need = st.min_seeds(strategies)
+    assert need == {2: 4, 3: 5, 10: 7}[strategies]  # the figures docs/reports.md quotes
+    for seeds, noted in ((need - 1, True), (need, False)):
+        samples = {f"s{k}": [float(100 * k + i) for i in range(seeds)] for k in range(strategies)}
+        ranking = st.rank(samples, "p99_ms", np.random.default_rng(0))
+        assert bool(ranking.notes) is noted
+
+
+def test_min_seeds_edge_cases() -> None:
+    assert st.min_seeds(1) == st.min_seeds(0) == 1
+    assert st.min_seeds(2, alpha=0.01) > st.min_seeds(2)
+    with pytest.raises(ValueError, match="alpha"):
+        st.min_seeds(2, alpha=0)
+
+
 def test_permutation_sampling_path_is_seeded_and_never_zero() -> None:
     a = np.arange(15, dtype=float)
     b = a + 100

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import reports.html
 from benchmarks.cli import main as cli_main
 from benchmarks.sweep import (
     SweepError,
@@ -25,7 +26,8 @@ from benchmarks.sweep import (
     parse_sweep,
     run_sweep,
 )
-from benchmarks.sweep_report import numeric_value, render_sweep_report
+from benchmarks.sweep_report import CSP, _chart, build_table, numeric_value, render_sweep_report, run_problems
+from reports.style import strategy_style
 
 TINY = """\
 name: tiny
@@ -187,6 +189,7 @@ def test_resume_runs_only_missing_runs(tiny_dir: Path) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         o1 = run_sweep(sweep, out, pool, limit=3, on_record=lambda r: first.append(r["key"]))
     assert (o1.executed, o1.skipped, o1.total) == (3, 0, 8) and len(first) == 3
+    assert "5 runs of the grid have no result" in render_sweep_report(out).read_text()  # a partial sweep says so
     # simulate a kill in the middle of writing a result: a half-written directory and a torn index line
     partial_key = next(s.key for s in expand(sweep) if s.key not in first)
     (out / "runs" / f"{partial_key}.partial").mkdir()
@@ -208,6 +211,38 @@ def test_resume_runs_only_missing_runs(tiny_dir: Path) -> None:
     html = render_sweep_report(out).read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "data:image/png;base64," in html and (out / "sweep-p99_ms.png").stat().st_size > 1000
+    assert "All 8 runs complete and ok" in html and "p99 latency (ms) per strategy" in html
+    template = (Path(reports.html.TEMPLATE_DIR) / reports.html.TEMPLATE).read_text()
+    assert f'content="{CSP}"' in template and f'content="{CSP}"' in html.replace("&#x27;", "'")
+
+
+def test_sweep_report_lists_failed_runs_and_missing_ones(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "k1").mkdir(parents=True)
+    (tmp_path / "runs" / "k1" / "summary.json").write_text(json.dumps({"error": "node-a: exchange crashed"}))
+    base = {"scenario_name": "tiny", "seed": 1, "params": {"rate": "5/s"}}
+    records = [
+        {**base, "key": "k1", "strategy": "peak_ewma", "status": "failed", "dir": "runs/k1"},
+        {**base, "key": "k2", "strategy": "round_robin", "status": "ok", "dir": "runs/k2"},
+    ]
+    lines = run_problems({"keys": ["k1", "k2", "k3"]}, records, tmp_path)
+    assert lines[0] == "run failed: tiny, peak_ewma, seed 1, rate = 5/s (runs/k1): node-a: exchange crashed"
+    assert lines[1].startswith("1 run of the grid has no result") and len(lines) == 2
+    assert run_problems({"keys": ["k2"]}, records[1:], tmp_path) == []
+
+
+def test_sweep_charts_use_each_strategy_s_fixed_style() -> None:
+    records = [
+        {"key": f"{s}{seed}", "scenario_name": "tiny", "strategy": s, "seed": seed, "params": {"rate": r},
+         "metrics": {"p99_ms": 10.0 * seed + len(s)}}
+        for s in ("random", "peak_ewma") for seed in (1, 2) for r in ("1/s", "2/s")
+    ]  # fmt: skip
+    table = build_table({"parameters": {"rate": ["1/s", "2/s"]}, "report": {"x": "rate"}}, records)
+    fig = _chart(table, "p99_ms")
+    [ax] = [a for a in fig.axes if a.get_visible()]
+    for line in ax.get_lines():
+        style = strategy_style(str(line.get_label()))
+        assert (line.get_color(), line.get_linestyle()) == (style["color"], style["linestyle"])
+    assert fig.get_suptitle().startswith("p99 latency (ms) per strategy against rate")
 
 
 def test_results_are_identical_whatever_the_executor(tiny_dir: Path) -> None:
