@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks.compare import ComparisonResult, aggregate, compare, comparison_from_run, parse_strategies
 from benchmarks.statistics import ALPHA, TESTS, min_seeds
+from simulator.results import percent_text
 from simulator.runner import MODES
 from simulator.scenario import ScenarioError, load_scenario
 from wsfinal.config import LoadBalancingStrategy
@@ -29,9 +30,7 @@ def _num(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
     if metric == "success_rate":
-        from reports.html import _pct  # the report's rule: only a run without failures reads 100.00
-
-        return _pct(v)
+        return percent_text(v * 100)  # the report's rule: only a run without failures reads 100.00
     return f"{v:.1f}" if metric == "alerts_fired" else f"{v:.2f}"
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as _stats
 
 #: Confidence level of intervals and significance level of tests used unless the caller says otherwise.
 CONFIDENCE = 0.95
@@ -95,7 +94,9 @@ def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndar
     x, y = _clean(a), _clean(b)
     if x.size == 0 or y.size == 0 or _identical(x, y):
         return 1.0
-    return float(_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    from scipy import stats  # imported here: scipy.stats costs ~0.6 s, and `wsfinal --help` needs none of it
+
+    return float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
 
 
 def permutation_p(

@@ -41,7 +41,7 @@ from reports.style import (
     strategy_colours,
     strategy_style,
 )
-from simulator.results import OUTCOMES, STATES, RunResult
+from simulator.results import OUTCOMES, STATES, RunResult, percent_text
 
 Runs = Mapping[str, Sequence[RunResult]]
 ChartResult = Figure | str
@@ -280,11 +280,7 @@ def outcome_chart(runs: Runs, scenario: Mapping[str, Any]) -> ChartResult:
 
 def _pct_ok(share: float) -> str:
     """A success percentage that only reads 100% when nothing failed."""
-    for digits in (2, 3, 4, 5):
-        text = f"{share:.{digits}f}"
-        if share >= 100 or float(text) < 100:
-            return text + "%"
-    return ">99.999%"
+    return percent_text(share) + "%"
 
 
 def _matrix_panels(

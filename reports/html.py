@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from reports.charts import CHARTS, draw_charts
-from simulator.results import RunResult
+from simulator.results import RunResult, percent_text
 
 REPORT_NAME = "report.html"
 
@@ -52,13 +52,8 @@ VERDICT_METRICS = ("p99_ms", "p50_ms", "mean_ms", "success_rate", "reroute_s")
 
 
 def _pct(value: float) -> str:
-    """A percentage (of a 0..1 rate) that only reads 100.00 when nothing failed."""
-    share = value * 100
-    for digits in (2, 3, 4, 5):
-        text = f"{share:.{digits}f}"
-        if share >= 100 or float(text) < 100:
-            return text
-    return ">99.999"
+    """A percentage of a 0..1 rate that only reads 100.00 when nothing failed."""
+    return percent_text(value * 100)
 
 
 def _fmt(metric: str, value: float | None) -> str:

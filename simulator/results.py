@@ -362,3 +362,15 @@ def _json_default(obj: Any) -> Any:
 def check_accounting(outcomes: dict[str, int], submitted: int) -> bool:
     """The invariant every result holds: submitted = sum of outcomes."""
     return sum(outcomes.values()) == submitted
+
+
+def percent_text(percent: float) -> str:
+    """A percentage (0..100) as text with as few decimals (2 to 5) as keep it from reading 100.00 when it is
+    below 100: 99.997 stays 99.997, and only a run without failures reads 100.00. NaN reads "nan"."""
+    if percent != percent:
+        return "nan"
+    for digits in (2, 3, 4, 5):
+        text = f"{percent:.{digits}f}"
+        if percent >= 100 or float(text) < 100:
+            return text
+    return ">99.999"

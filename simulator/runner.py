@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import random
 import re
@@ -45,6 +46,7 @@ from simulator.results import (
     RunResult,
     check_accounting,
     machine_info,
+    percent_text,
     software_versions,
     summarize_requests,
 )
@@ -604,7 +606,7 @@ def describe(result: RunResult) -> str:
         rate = block["success_rate"]
         fmt = lambda v: f"{v:9.2f}" if isinstance(v, int | float) else f"{'-':>9}"  # noqa: E731
         return (
-            f"{name:<22}{block['submitted']:>10}{(rate * 100 if rate is not None else float('nan')):8.2f}%"
+            f"{name:<22}{block['submitted']:>10}{percent_text(rate * 100 if rate is not None else math.nan):>8}%"
             + "".join(fmt(lat[k]) for k in ("p50_ms", "p99_ms", "mean_ms"))
         )
 

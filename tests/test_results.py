@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from simulator.results import (
     check_accounting,
     latency_stats,
     outcome_counts,
+    percent_text,
     summarize_requests,
 )
 
@@ -118,3 +120,13 @@ def test_an_unknown_outcome_is_refused_when_added():
     with pytest.raises(KeyError, match="lost_in_space"):
         rec.add(0.0, 0.0, 1.0, "c0", "n0", "trading", "lost_in_space")
     assert len(rec) == 0
+
+
+@given(st.floats(min_value=0.0, max_value=100.0, allow_nan=False))
+def test_percent_text_reads_100_only_without_failures(percent: float) -> None:
+    text = percent_text(percent)
+    if percent < 100.0:
+        assert text == ">99.999" or float(text) < 100.0
+    else:
+        assert text == "100.00"
+    assert percent_text(math.nan) == "nan"
