@@ -105,6 +105,9 @@ class MemoryChannel:
         self._push: tuple[Callable[[str | bytes], None], Callable[[ConnectionLost], None]] | None = None
         self._drain_scheduled = False
         self._lost_reported = False
+        #: The loop handle of the last _drain (see _schedule_drain), and the loop's call_soon_again if it has one.
+        self._drain_handle: asyncio.Handle | None = None
+        self._call_soon_again: Callable[[asyncio.Handle], None] | None = getattr(loop, "call_soon_again", None)
 
     # -- delivery from the server end ---------------------------------------------------------------------
 
@@ -141,8 +144,7 @@ class MemoryChannel:
         self.bytes_received += size + size_second
         if self._push is not None:  # _wake() in push mode, inlined (the channel is open: no pings to release)
             if not self._drain_scheduled:
-                self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
+                self._schedule_drain()
         else:
             self._wake()
         return True
@@ -160,14 +162,25 @@ class MemoryChannel:
         if self._push is not None:
             # one loop callback drains what arrived, exactly where a reader task's wake-up would have run
             if not self._drain_scheduled:
-                self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
+                self._schedule_drain()
         else:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         if self._close_code is not None:
             self._release_pings()
+
+    def _schedule_drain(self) -> None:
+        """``call_soon(self._drain)``; on a loop with ``call_soon_again`` (the virtual loop), the handle of the
+        previous drain goes back in the ready queue instead of a new one: at most one drain is pending at a time
+        (``_drain_scheduled``), and this runs about once per simulated request."""
+        self._drain_scheduled = True
+        handle = self._drain_handle
+        again = self._call_soon_again
+        if handle is None or again is None:
+            self._drain_handle = self._loop.call_soon(self._drain)
+        else:
+            again(handle)
 
     def _drain(self) -> None:
         self._drain_scheduled = False

@@ -347,6 +347,9 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
     submit = manager.submit
     finished = state._finished
     strategy = state.opts.strategy
+    # On the virtual loop each arrival's timer is the previous arrival's handle scheduled again (call_at_again: the
+    # same place among timers as a new call_at, without a new handle per request); other loops get call_at.
+    call_at_again = getattr(loop, "call_at_again", None)
     for w, child in zip(scenario.workload, rng_root.spawn(len(scenario.workload)), strict=True):
         symbol = w.symbol or _first_symbol(scenario, w.connection_type)
         order = order_for(symbol)
@@ -355,6 +358,9 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             continue
         times = arrival_times(w, np.random.default_rng(child))
 
+        #: The handle of the timer that runs fire() (one at a time per workload), for call_at_again.
+        timer: list[asyncio.TimerHandle] = []
+
         def fire(
             it: Any = times,
             w: Any = w,
@@ -362,6 +368,7 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             intended: float = 0.0,
             ctype: Any = w.connection_type,
             ctype_value: str = w.connection_type._value_,
+            timer: list[asyncio.TimerHandle] = timer,
         ) -> None:
             """Send the request intended at ``intended`` (now), then arm the timer of the next one."""
             if state.stopping:
@@ -373,11 +380,15 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             submit(order, ctype, strategy, on_done=partial(finished, intended, loop.time(), ctype_value))
             nxt = next(it, None)
             if nxt is not None:
-                loop.call_at(state.t0 + nxt - slack, fire, it, w, order, state.t0 + nxt)
+                at = state.t0 + nxt
+                if call_at_again is not None:  # this timer has run: schedule it again (see above)
+                    call_at_again(timer[0], at - slack, it, w, order, at)
+                else:
+                    loop.call_at(at - slack, fire, it, w, order, at)
 
         first = next(times, None)
         if first is not None:
-            loop.call_at(state.t0 + first - slack, fire, times, w, order, state.t0 + first)
+            timer.append(loop.call_at(state.t0 + first - slack, fire, times, w, order, state.t0 + first))
 
 
 def _start_closed_loop(manager: WebSocketIntegrationManager, w: Any, order: dict[str, Any], state: _Run) -> None:
