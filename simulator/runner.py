@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -204,6 +205,7 @@ class _Run:
 async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
     state = _Run(scenario, opts)
     status, error = "ok", None
+    frozen = False
     manager: WebSocketIntegrationManager | None = None
     nodes: list[ExchangeNode] = []
     process: subprocess.Popen[str] | None = None
@@ -234,6 +236,13 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
         progress_bar = _progress(state, scenario.duration_s) if opts.progress else None
         state.sample(manager)
         _start_workloads(manager, scenario, state)
+        # Everything set up so far (modules, scenario, manager, connections, nodes, books) lives as long as the
+        # run: out of the collector's sight, full collections then only walk what the run itself keeps (a full
+        # collection over the set-up costs ~0.1 s of wall time, about once per 25,000 requests). Undone below;
+        # left alone when the caller froze objects already.
+        if not gc.get_freeze_count():
+            gc.freeze()
+            frozen = True
         await asyncio.sleep(max(0.0, state.t0 + scenario.duration_s - state.loop.time()))
         state.stopping = True
         if state.in_flight:
@@ -247,6 +256,8 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
         logger.exception("run failed")
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
+        if frozen:
+            gc.unfreeze()
         state.stopping = True
         if progress_bar is not None:
             progress_bar.close()
