@@ -304,6 +304,10 @@ class _ServerEnd:
         self.node_conn: NodeConnection | None = None
         self._open = True
         self.reading_paused = False
+        # send_pair (below) is the client's _deliver_pair itself, one Python frame less per order answered: once
+        # this end is closed (close, abort, peer_closed) the client's close code is set, and _deliver_pair then
+        # drops both frames and returns True, exactly what the method does when this end is closed.
+        self.send_pair: Callable[[str | bytes, str | bytes], bool] = client._deliver_pair
 
     def pause_reading(self) -> None:
         """The node stopped reading this client (half-open link): pings go unanswered until it resumes."""
@@ -321,9 +325,9 @@ class _ServerEnd:
         if self._open:
             self.client._deliver(data)
 
-    def send_pair(self, first: str | bytes, second: str | bytes) -> bool:
-        """``send(first)`` then ``send(second)`` in one call; False if ``first`` closed the connection (then
-        ``second`` was not sent)."""
+    def _send_pair(self, first: str | bytes, second: str | bytes) -> bool:
+        """What :attr:`send_pair` does (see ``__init__``): ``send(first)`` then ``send(second)`` in one call; False
+        if ``first`` closed the connection (then ``second`` was not sent)."""
         if self._open:
             return self.client._deliver_pair(first, second)
         return True
