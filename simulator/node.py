@@ -142,7 +142,20 @@ class NodeConnection:
                 node.frames_received += 1
                 if node._market_dormant and data[:1] != "[" and _may_subscribe(data):
                     node._wake_market(now)
-                self.execute(self.session.on_message(data, now), now)
+                actions = self.session.on_message(data, now)
+                if len(actions) == 1 and type(actions[0]) is Order:
+                    # execute(actions, now) for its usual input, one accepted order (once per request): through the
+                    # service model, without execute()'s loop and frame
+                    order = actions[0]
+                    done = node.service.submit(now)
+                    if done is None:
+                        node._reject(self, order, now)
+                    else:
+                        self.complete_at(done, order)
+                    if self._tick_timer is None:
+                        self._arm_tick(now)
+                else:
+                    self.execute(actions, now)
             else:
                 heapq.heappush(self._in, (at, next(self._seq), data))
                 self._arm_in()
