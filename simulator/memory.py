@@ -143,8 +143,14 @@ class MemoryChannel:
         inbox.append(second)
         self.bytes_received += size + size_second
         if self._push is not None:  # _wake() in push mode, inlined (the channel is open: no pings to release)
-            if not self._drain_scheduled:
-                self._schedule_drain()
+            if not self._drain_scheduled:  # _schedule_drain(), inline too: this runs once per order answered
+                self._drain_scheduled = True
+                handle = self._drain_handle
+                again = self._call_soon_again
+                if handle is None or again is None:
+                    self._drain_handle = self._loop.call_soon(self._drain)
+                else:
+                    again(handle)
         else:
             self._wake()
         return True

@@ -253,3 +253,33 @@ def test_the_bound_send_pair_does_what_the_method_does(end):
         return state
 
     assert run_virtual(outcome(True)) == run_virtual(outcome(False))
+
+
+def test_the_drain_handle_used_again_gives_the_same_stream():
+    # On the virtual loop a pushing channel puts the handle of its previous drain back in the ready queue
+    # (call_soon_again) instead of making a new one: the same messages at the same loop times as with new handles.
+    async def session(again: bool) -> tuple[list, int]:
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        if not again:
+            channel._call_soon_again = None
+        loop = asyncio.get_running_loop()
+        got: list = []
+        handles = []  # kept alive, so that distinct handles have distinct ids
+
+        def on_message(data):
+            got.append((loop.time(), data))
+            handles.append(channel._drain_handle)
+
+        channel.push_to(on_message, lambda exc: None)
+        await channel.send(json.dumps({"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"}))
+        await asyncio.sleep(5.0)
+        await channel.close()
+        node.stop()
+        return got, len({id(h) for h in handles})
+
+    reused, one = run_virtual(session(True))
+    fresh, many = run_virtual(session(False))
+    assert len(reused) > 10 and reused == fresh
+    assert one == 1 and many > 1
