@@ -105,6 +105,9 @@ class MemoryChannel:
         self._push: tuple[Callable[[str | bytes], None], Callable[[ConnectionLost], None]] | None = None
         self._drain_scheduled = False
         self._lost_reported = False
+        #: The loop handle of the last _drain (see _schedule_drain), and the loop's call_soon_again if it has one.
+        self._drain_handle: asyncio.Handle | None = None
+        self._call_soon_again: Callable[[asyncio.Handle], None] | None = getattr(loop, "call_soon_again", None)
 
     # -- delivery from the server end ---------------------------------------------------------------------
 
@@ -140,9 +143,14 @@ class MemoryChannel:
         inbox.append(second)
         self.bytes_received += size + size_second
         if self._push is not None:  # _wake() in push mode, inlined (the channel is open: no pings to release)
-            if not self._drain_scheduled:
+            if not self._drain_scheduled:  # _schedule_drain(), inline too: this runs once per order answered
                 self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
+                handle = self._drain_handle
+                again = self._call_soon_again
+                if handle is None or again is None:
+                    self._drain_handle = self._loop.call_soon(self._drain)
+                else:
+                    again(handle)
         else:
             self._wake()
         return True
@@ -160,14 +168,25 @@ class MemoryChannel:
         if self._push is not None:
             # one loop callback drains what arrived, exactly where a reader task's wake-up would have run
             if not self._drain_scheduled:
-                self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
+                self._schedule_drain()
         else:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         if self._close_code is not None:
             self._release_pings()
+
+    def _schedule_drain(self) -> None:
+        """``call_soon(self._drain)``; on a loop with ``call_soon_again`` (the virtual loop), the handle of the
+        previous drain goes back in the ready queue instead of a new one: at most one drain is pending at a time
+        (``_drain_scheduled``), and this runs about once per simulated request."""
+        self._drain_scheduled = True
+        handle = self._drain_handle
+        again = self._call_soon_again
+        if handle is None or again is None:
+            self._drain_handle = self._loop.call_soon(self._drain)
+        else:
+            again(handle)
 
     def _drain(self) -> None:
         self._drain_scheduled = False
@@ -291,6 +310,10 @@ class _ServerEnd:
         self.node_conn: NodeConnection | None = None
         self._open = True
         self.reading_paused = False
+        # send_pair (below) is the client's _deliver_pair itself, one Python frame less per order answered: once
+        # this end is closed (close, abort, peer_closed) the client's close code is set, and _deliver_pair then
+        # drops both frames and returns True, exactly what the method does when this end is closed.
+        self.send_pair: Callable[[str | bytes, str | bytes], bool] = client._deliver_pair
 
     def pause_reading(self) -> None:
         """The node stopped reading this client (half-open link): pings go unanswered until it resumes."""
@@ -308,9 +331,9 @@ class _ServerEnd:
         if self._open:
             self.client._deliver(data)
 
-    def send_pair(self, first: str | bytes, second: str | bytes) -> bool:
-        """``send(first)`` then ``send(second)`` in one call; False if ``first`` closed the connection (then
-        ``second`` was not sent)."""
+    def _send_pair(self, first: str | bytes, second: str | bytes) -> bool:
+        """What :attr:`send_pair` does (see ``__init__``): ``send(first)`` then ``send(second)`` in one call; False
+        if ``first`` closed the connection (then ``second`` was not sent)."""
         if self._open:
             return self.client._deliver_pair(first, second)
         return True

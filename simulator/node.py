@@ -114,6 +114,11 @@ class NodeConnection:
         self._handles: set[asyncio.TimerHandle] = set()
         self._done: list[tuple[float, int, Order]] = []  # (at, seq, order) heap: orders the service model finishes
         self._done_timer: tuple[float, asyncio.TimerHandle] | None = None
+        #: The completion timer's handle once it has run (None while armed), and the loop's call_at_again if it has
+        #: one (the virtual loop): the next completion timer is that handle scheduled again, not a new one (this is
+        #: armed about once per order).
+        self._done_spent: asyncio.TimerHandle | None = None
+        self._call_at_again: Callable[..., None] | None = getattr(node.loop, "call_at_again", None)
         #: Until when the link is known plain (see Link.plain_until): frames then skip the fault engine.
         self._plain_until = -math.inf
         #: True while reading from the client is paused (a ``timeout`` fault on the up direction).
@@ -137,7 +142,20 @@ class NodeConnection:
                 node.frames_received += 1
                 if node._market_dormant and data[:1] != "[" and _may_subscribe(data):
                     node._wake_market(now)
-                self.execute(self.session.on_message(data, now), now)
+                actions = self.session.on_message(data, now)
+                if len(actions) == 1 and type(actions[0]) is Order:
+                    # execute(actions, now) for its usual input, one accepted order (once per request): through the
+                    # service model, without execute()'s loop and frame
+                    order = actions[0]
+                    done = node.service.submit(now)
+                    if done is None:
+                        node._reject(self, order, now)
+                    else:
+                        self.complete_at(done, order)
+                    if self._tick_timer is None:
+                        self._arm_tick(now)
+                else:
+                    self.execute(actions, now)
             else:
                 heapq.heappush(self._in, (at, next(self._seq), data))
                 self._arm_in()
@@ -306,9 +324,18 @@ class NodeConnection:
             if timer[0] <= when:
                 return
             timer[1].cancel()
-        self._done_timer = (when, self.node.loop.call_at(when - self.node.timer_slack_s, self._flush_done))
+        spent = self._done_spent
+        if spent is not None and self._call_at_again is not None:  # = call_at(..., self._flush_done), see __init__
+            self._done_spent = None
+            self._call_at_again(spent, when - self.node.timer_slack_s)
+            self._done_timer = (when, spent)
+        else:
+            self._done_timer = (when, self.node.loop.call_at(when - self.node.timer_slack_s, self._flush_done))
 
     def _flush_done(self) -> None:
+        timer = self._done_timer
+        if timer is not None:  # (always: this runs from that timer) its handle has run, and can be used again
+            self._done_spent = timer[1]
         self._done_timer = None
         node = self.node
         now = node.loop.time()
@@ -325,7 +352,13 @@ class NodeConnection:
                 node._finish(self, order, now)
         if self.open and done:
             at = done[0][0]
-            self._done_timer = (at, node.loop.call_at(at - node.timer_slack_s, self._flush_done))
+            spent = self._done_spent
+            if spent is not None and self._call_at_again is not None:  # as in complete_at
+                self._done_spent = None
+                self._call_at_again(spent, at - node.timer_slack_s)
+                self._done_timer = (at, spent)
+            else:
+                self._done_timer = (at, node.loop.call_at(at - node.timer_slack_s, self._flush_done))
 
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
         """A timer owned by this connection: cancelled if the connection goes away first."""

@@ -25,6 +25,8 @@ from wsfinal.exceptions import ConfigurationError
 #: How many service times are drawn from the generator at once (draws are consumed in order, so batching does
 #: not change the sequence a seed gives).
 _BATCH = 1024
+#: Completion times kept at least before ServiceModel.submit prunes the past ones (see ServiceModel._completions).
+_PRUNE_MIN = 1024
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
@@ -160,7 +162,10 @@ class ServiceModel:
         self._rng = rng
         self._free: list[float] = [-math.inf] * workers  # heap: when each worker is next free
         self._waiting: deque[float] = deque()  # start times of accepted requests not yet started
-        self._completions: list[float] = []  # heap of completion times, for in_system()
+        #: Completion times of accepted requests, for in_system() only: appended per request and pruned now and
+        #: then (a heap kept in order per request cost two heap operations per request for a rarely asked count).
+        self._completions: list[float] = []
+        self._prune_at = _PRUNE_MIN
         self._draws: list[float] = []  # the current batch of draws, as Python floats
         self._next_draw = 0
         self._last_arrival = -math.inf
@@ -187,11 +192,9 @@ class ServiceModel:
         return len(waiting)
 
     def in_system(self, now: float) -> int:
-        """Requests accepted and not completed by ``now``."""
-        completions = self._completions
-        while completions and completions[0] <= now:
-            heapq.heappop(completions)
-        return len(completions)
+        """Requests accepted and not completed by ``now`` (at or after the latest arrival)."""
+        self._completions = [done for done in self._completions if done > now]
+        return len(self._completions)
 
     def submit(self, now: float) -> float | None:
         """A request arrives at ``now``: its completion time, or ``None`` if the queue is full (rejected).
@@ -204,8 +207,9 @@ class ServiceModel:
             now = self._last_arrival
         self._last_arrival = now
         completions = self._completions
-        while completions and completions[0] <= now:
-            heapq.heappop(completions)
+        if len(completions) > self._prune_at:  # forget the completions that are past (in_system(), inline)
+            completions = self._completions = [done for done in completions if done > now]
+            self._prune_at = max(_PRUNE_MIN, 2 * len(completions))  # amortised O(1) per request, however long
         free = self._free
         start = free[0]
         if start > now:
@@ -228,7 +232,7 @@ class ServiceModel:
         done = start + service * self.latency_factor
         self._next_draw = i + 1
         heapq.heapreplace(free, done)
-        heapq.heappush(completions, done)
+        completions.append(done)
         self.accepted += 1
         return done
 

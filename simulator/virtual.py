@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import operator
 import selectors
+import types
 from asyncio import format_helpers
 from collections.abc import Callable, Coroutine
 from heapq import heapify, heappop, heappush
@@ -44,6 +46,8 @@ _Handle = asyncio.Handle
 _TimerHandle = asyncio.TimerHandle
 _new = object.__new__
 _copy_context = contextvars.copy_context
+_read_now = operator.attrgetter("_virtual_now")
+_read_debug = operator.attrgetter("_debug")
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -93,9 +97,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__(selector=_VirtualSelector(self))
         # With a virtual clock there is no timer granularity to round up to.
         self._clock_resolution = 0.0
+        # time() and get_debug() answer from an attribute, through C (a method bound to an attrgetter) rather than
+        # a Python frame: time() is read about six times per simulated request, and get_debug() once, by the
+        # C constructor of every asyncio.Future made on this loop. Same values as the methods below (which stay
+        # for VirtualTimeLoop.time(loop) and for subclasses); set_debug() still takes effect at once.
+        self.time = types.MethodType(_read_now, self)  # type: ignore[method-assign]
+        self.get_debug = types.MethodType(_read_debug, self)  # type: ignore[method-assign]
 
     def time(self) -> float:
         return self._virtual_now
+
+    def get_debug(self) -> bool:
+        debug: bool = self._debug
+        return debug
 
     def _advance(self, dt: float) -> None:
         self._virtual_now += dt
@@ -152,6 +166,44 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
 
+    # -- handles used again ---------------------------------------------------------------------------------------
+    #
+    # A caller that schedules the same callback over and over, with at most one pending at a time (a transport's
+    # "deliver what arrived" callback, an arrival process's next arrival, a connection's next completion), may
+    # hand back the handle of its previous run instead of having a new one made: the same place in the ready queue
+    # or the timer heap as call_soon / call_at would give a new handle now, minus the new handle and its context
+    # copy. The callback runs in the handle's context, made once, as asyncio's own reader handles do (one handle
+    # per registered file descriptor, used for every readiness event). Callers check for these methods (another
+    # loop has none) and fall back to call_soon / call_at.
+
+    def call_soon_again(self, handle: asyncio.Handle) -> None:
+        """Put ``handle`` (made by this loop's ``call_soon``, not pending, not cancelled) at the end of the ready
+        queue again: its callback runs once more, with the same arguments, as after ``call_soon``."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if handle._cancelled or handle._loop is not self:  # type: ignore[attr-defined]
+            raise ValueError("call_soon_again() takes a handle of this loop that was not cancelled")
+        if self._debug:
+            self._check_thread()  # type: ignore[attr-defined]
+        self._ready.append(handle)
+
+    def call_at_again(self, timer: asyncio.TimerHandle, when: float, *args: Any) -> None:
+        """Schedule ``timer`` (made by this loop's ``call_at``, already run, not cancelled) again at ``when``, its
+        callback then called with ``args``: the same as ``call_at(when, callback, *args)`` would schedule now."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if timer._scheduled or timer._cancelled or timer._loop is not self:  # type: ignore[attr-defined]
+            raise ValueError("call_at_again() takes a timer of this loop that has run and was not cancelled")
+        if self._debug:
+            self._check_thread()  # type: ignore[attr-defined]
+        timer._when = when  # type: ignore[attr-defined]
+        timer._args = args  # type: ignore[attr-defined]
+        self._timer_seq += 1
+        heappush(self._timers, (when, self._timer_seq, timer))
+        timer._scheduled = True  # type: ignore[attr-defined]
+
     def call_later(
         self, delay: float, callback: Callable[..., Any], *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
@@ -176,83 +228,89 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """
         ready = self._ready
         popleft = ready.popleft
-        while True:
-            timers = self._timers
-            cancelled = self._timer_cancelled_count
-            if cancelled:
-                if cancelled > _SWEEP_MIN and 2 * cancelled > len(timers):
-                    self._sweep_cancelled_timers()
-                    timers = self._timers
-                else:
-                    while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
-                        self._timer_cancelled_count -= 1
-                        heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
+        # The iteration count is a local while this runs (saved on the way out, however it ends): it only paces
+        # the polls of the real selector, and a local costs less than the attribute at every iteration.
+        n = self._iterations
+        try:
+            while True:
+                timers = self._timers
+                cancelled = self._timer_cancelled_count
+                if cancelled:
+                    if cancelled > _SWEEP_MIN and 2 * cancelled > len(timers):
+                        self._sweep_cancelled_timers()
+                        timers = self._timers
+                    else:
+                        while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
+                            self._timer_cancelled_count -= 1
+                            heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
 
-            self._iterations = n = self._iterations + 1
-            if self._real_io or not n % POLL_EVERY:
-                self._process_events(self._selector._real.select(0))  # type: ignore[attr-defined]
-            if timers:
-                if not ready and not self._stopping:
-                    when = timers[0][0]
-                    if when > self._virtual_now:
-                        self._virtual_now = when  # nothing to do until then: jump
+                n += 1
+                if self._real_io or not n % POLL_EVERY:
+                    self._process_events(self._selector._real.select(0))  # type: ignore[attr-defined]
+                if timers:
+                    if not ready and not self._stopping:
+                        when = timers[0][0]
+                        if when > self._virtual_now:
+                            self._virtual_now = when  # nothing to do until then: jump
+                        now = self._virtual_now
+                        # The root timer is due (the clock is at least at its time). Is it the only one?
+                        nt = len(timers)
+                        if (
+                            (nt < 2 or timers[1][0] > now)  # the root's children: if they are not due,
+                            and (nt < 3 or timers[2][0] > now)  # no other timer is (heap order)
+                            and not self._debug
+                        ):
+                            # The usual case: one timer due and nothing else ready. Run it now, without the ready-queue
+                            # hop (what the general path below does, minus the append and popleft).
+                            handle = heappop(timers)[2]
+                            handle._scheduled = False  # type: ignore[attr-defined]
+                            if not handle._cancelled:  # type: ignore[attr-defined]
+                                try:
+                                    handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+                                except (SystemExit, KeyboardInterrupt):
+                                    raise
+                                except BaseException as exc:
+                                    self._callback_failed(handle, exc)
+                            if self._stopping:
+                                return
+                            continue
+                    # Timers that are due now join the ready queue, in (when, scheduling) order. The clock stands
+                    # exactly at their time (it jumps to it), so unlike asyncio no resolution window is needed.
                     now = self._virtual_now
-                    # The root timer is due (the clock is at least at its time). Is it the only one?
-                    nt = len(timers)
-                    if (
-                        (nt < 2 or timers[1][0] > now)  # the root's children: if they are not due,
-                        and (nt < 3 or timers[2][0] > now)  # no other timer is (heap order)
-                        and not self._debug
-                    ):
-                        # The usual case: one timer due and nothing else ready. Run it now, without the ready-queue
-                        # hop (what the general path below does, minus the append and popleft).
+                    while timers and timers[0][0] <= now:
                         handle = heappop(timers)[2]
                         handle._scheduled = False  # type: ignore[attr-defined]
-                        if not handle._cancelled:  # type: ignore[attr-defined]
-                            try:
-                                handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
-                            except (SystemExit, KeyboardInterrupt):
-                                raise
-                            except BaseException as exc:
-                                self._callback_failed(handle, exc)
-                        if self._stopping:
-                            return
-                        continue
-                # Timers that are due now join the ready queue, in (when, scheduling) order. The clock stands
-                # exactly at their time (it jumps to it), so unlike asyncio no resolution window is needed.
-                now = self._virtual_now
-                while timers and timers[0][0] <= now:
-                    handle = heappop(timers)[2]
-                    handle._scheduled = False  # type: ignore[attr-defined]
-                    ready.append(handle)
-            elif not ready and not self._stopping:
-                # Nothing is scheduled in virtual time: only another thread (or real I/O) can wake us, so wait.
-                self._process_events(self._selector._real.select(None))  # type: ignore[attr-defined]
+                        ready.append(handle)
+                elif not ready and not self._stopping:
+                    # Nothing is scheduled in virtual time: only another thread (or real I/O) can wake us, so wait.
+                    self._process_events(self._selector._real.select(None))  # type: ignore[attr-defined]
 
-            # Run what is ready now; callbacks scheduled by these run at the next iteration (asyncio's rule).
-            if self._debug:
-                for _ in range(len(ready)):
-                    handle = popleft()
-                    if not handle._cancelled:  # type: ignore[attr-defined]
-                        self._current_handle = handle
+                # Run what is ready now; callbacks scheduled by these run at the next iteration (asyncio's rule).
+                if self._debug:
+                    for _ in range(len(ready)):
+                        handle = popleft()
+                        if not handle._cancelled:  # type: ignore[attr-defined]
+                            self._current_handle = handle
+                            try:
+                                handle._run()  # type: ignore[attr-defined]
+                            finally:
+                                self._current_handle = None
+                else:
+                    for _ in range(len(ready)):
+                        handle = popleft()
+                        if handle._cancelled:  # type: ignore[attr-defined]
+                            continue
+                        # Handle._run() inlined (one Python frame less per callback), with its error handling.
                         try:
-                            handle._run()  # type: ignore[attr-defined]
-                        finally:
-                            self._current_handle = None
-            else:
-                for _ in range(len(ready)):
-                    handle = popleft()
-                    if handle._cancelled:  # type: ignore[attr-defined]
-                        continue
-                    # Handle._run() inlined (one Python frame less per callback), with its error handling.
-                    try:
-                        handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        self._callback_failed(handle, exc)
-            if self._stopping:
-                return
+                            handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
+                        except (SystemExit, KeyboardInterrupt):
+                            raise
+                        except BaseException as exc:
+                            self._callback_failed(handle, exc)
+                if self._stopping:
+                    return
+        finally:
+            self._iterations = n
 
     def _callback_failed(self, handle: asyncio.Handle, exc: BaseException) -> None:
         """What ``Handle._run`` does when its callback raises: report to the loop's exception handler."""

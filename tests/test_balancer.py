@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from wsfinal import ConnectionConfig, ConnectionState, ConnectionType, LoadBalancingStrategy, UsageError
 from wsfinal.balancer import WebSocketLoadBalancer
+from wsfinal.requests import OutcomeKind, RequestOutcome
 from wsfinal.store import InMemoryConnectionStore
 
 LBS = LoadBalancingStrategy
@@ -201,3 +202,27 @@ def test_failures_eject_on_the_fast_path_too():
     assert store.get("c1").ejected_until is None
     fail(store, "c1", 1)
     assert store.get("c1").ejected_until is not None and not lb._tracking
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([LBS.RANDOM, LBS.ROUND_ROBIN, LBS.ADAPTIVE]),
+            st.sampled_from(list(OutcomeKind)),
+            st.none() | st.floats(0.0, 500.0),
+        ),
+        max_size=30,
+    )
+)
+def test_report_outcome_counts_what_report_counts(requests):
+    # report_outcome is report() inline (once per request): both must leave the same statistics and bandit state
+    (_, _, by_outcome), (_, _, by_report) = setup(3), setup(3)
+    for kind, outcome_kind, latency in requests:
+        a, b = by_outcome.choose(T, kind, 1.0), by_report.choose(T, kind, 1.0)
+        assert (a.record.connection_id, a.strategy, a.arm) == (b.record.connection_id, b.strategy, b.arm)
+        outcome = RequestOutcome(outcome_kind, 1, 0.0, 1.0, latency)
+        by_outcome.report_outcome(outcome, a)
+        by_report.report(b, ok=outcome.ok, latency_ms=latency)
+    assert by_outcome.get_strategy_performance() == by_report.get_strategy_performance()
+    assert by_outcome.adaptive_state(T) == by_report.adaptive_state(T)

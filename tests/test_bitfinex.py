@@ -745,3 +745,20 @@ def test_f1_books_arrive_as_periodic_snapshots_with_checksums() -> None:
     assert 2 <= len(snapshots) <= 4
     assert all(isinstance(m[1][0], list) for m in snapshots)  # whole books, not level updates
     assert len([m for m in msgs if m[1] == "cs"]) == len(snapshots)
+
+
+def test_an_order_compares_hashes_and_prints_without_its_shape() -> None:
+    # Order is a named tuple built with tuple.__new__ on the order path: the frozen dataclass's semantics stay
+    s = authed()
+    (order,) = s.on_message(json.dumps(order_message()), 1.0)
+    assert isinstance(order, Order)
+    assert order.shape is not None
+    twin = Order(order.cid, order.request, order.received_at)
+    assert order == twin and (order != twin) is False and twin.shape is None
+    assert order != Order(order.cid + 1, order.request, order.received_at)
+    assert order != Order(order.cid, order.request, 2.0) and (order == "order") is False
+    assert repr(order) == f"Order(cid={order.cid!r}, request={order.request!r}, received_at=1.0)"
+    assert "shape" not in repr(order)
+    with pytest.raises(TypeError):  # the request is a list: unhashable, as with the dataclass
+        hash(order)
+    assert hash(Order(5, (0, "on"), 1.0, "a")) == hash(Order(5, (0, "on"), 1.0, "b"))  # type: ignore[arg-type]

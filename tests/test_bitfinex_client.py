@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 
 import numpy as np
 import pytest
@@ -17,76 +16,10 @@ from wsfinal import bitfinex_client as bfx
 from wsfinal.exceptions import ProtocolViolation
 
 
-def independent_checksum(levels: list[list[float]]) -> int:
-    """Bitfinex's documented recipe, written out longhand: top 25 bids and asks interleaved, CRC32, signed."""
-    bids = sorted((lv for lv in levels if lv[2] > 0), key=lambda lv: -lv[0])[:25]
-    asks = sorted((lv for lv in levels if lv[2] < 0), key=lambda lv: lv[0])[:25]
-
-    def text(x: float) -> str:  # fixed-point without trailing zeros, as JavaScript prints these magnitudes
-        return f"{x:.10f}".rstrip("0").rstrip(".")
-
-    parts = []
-    for i in range(25):
-        if i < len(bids):
-            parts += [text(bids[i][0]), text(bids[i][2])]
-        if i < len(asks):
-            parts += [text(asks[i][0]), text(asks[i][2])]
-    value = zlib.crc32(":".join(parts).encode()) & 0xFFFFFFFF
-    return value - 2**32 if value > 2**31 - 1 else value
-
-
-# --- parsing -----------------------------------------------------------------------------------------------
-
-
-def test_events_and_channel_frames_are_classified() -> None:
-    info = bfx.parse({"event": "info", "version": 2, "platform": {"status": 1}})
-    assert info == bfx.Info(None, "", 2, 1)
-    assert bfx.parse({"event": "info", "code": 20051, "msg": "restart"}) == bfx.Info(20051, "restart", None, None)
-    sub = bfx.parse({"event": "subscribed", "channel": "book", "chanId": 7, "symbol": "tBTCUSD"})
-    assert isinstance(sub, bfx.Subscribed) and sub.chan_id == 7
-    assert bfx.parse({"event": "unsubscribed", "status": "OK", "chanId": 7}) == bfx.Unsubscribed(7)
-    assert bfx.parse([7, "hb", 12]) == bfx.Heartbeat(7, 12)
-    assert bfx.parse([7, "hb"]) == bfx.Heartbeat(7, None)
-    assert bfx.parse([7, "cs", -123, 13]) == bfx.Checksum(7, -123, 13)
-    assert bfx.parse([7, [100.0, 1, 2.5], 14]) == bfx.ChannelData(7, [100.0, 1, 2.5], 14)
-    assert bfx.parse([5, "te", [1, 2, 3, 4], 15]).kind == "te"  # type: ignore[union-attr]
-    assert bfx.parse({"event": "auth", "status": "FAILED", "code": 10100, "msg": "bad"}) == bfx.Auth(
-        False, 10100, "bad"
-    )
-    assert bfx.parse({"event": "pong", "cid": 3}) == bfx.Pong(3)
-    err = bfx.parse({"event": "error", "code": 10300, "msg": "Subscription failed"})
-    assert isinstance(err, bfx.ErrorEvent) and err.code == 10300
-
-
 def test_a_pong_is_passed_on_for_the_connection_to_time_its_ping() -> None:
     proto = bfx.ClientProtocol(max_frame_bytes=1 << 20)
     assert proto.receive('{"event":"pong","cid":3,"ts":1700000000000}', 5.0) == [bfx.Pong(3)]
     assert proto.receive('{"event":"pong","ts":1}', 5.0) == [bfx.Pong(None)]  # no cid: nobody's ping
-
-
-def test_order_notifications_carry_the_client_id_status_and_code() -> None:
-    order = [1, None, 42, "tBTCUSD", 0, 0, 0.1, 0.1, "EXCHANGE LIMIT"]
-    ok = bfx.parse([0, "n", [0, "on-req", None, None, order, None, "SUCCESS", "Submitted"], 9, 3])
-    assert ok == bfx.OrderNotification("on-req", 42, True, None, "Submitted", 9)
-    bad = bfx.parse([0, "n", [0, "on-req", None, None, order, 10001, "ERROR", "unknown pair"], 10])
-    assert bad == bfx.OrderNotification("on-req", 42, False, 10001, "unknown pair", 10)
-    other = bfx.parse([0, "n", [0, "uca", None, None, None, None, "SUCCESS", "hi"]])
-    assert isinstance(other, bfx.ChannelData)  # not a request notification: plain channel-0 data
-
-
-@pytest.mark.parametrize("frame", ['{"event": ', "[]", "[1]", '"text"', '["x", 1]', "\xff", b"\xff\xfe"])
-def test_undecodable_or_shapeless_frames_raise_protocol_violation(frame: str | bytes) -> None:
-    with pytest.raises(ProtocolViolation):
-        bfx.parse(bfx.decode(frame))
-
-
-def test_auth_message_signs_the_nonce() -> None:
-    msg = bfx.auth_message("key", "secret", 1234)
-    assert msg["authPayload"] == "AUTH1234" and msg["authNonce"] == 1234
-    import hashlib
-    import hmac
-
-    assert msg["authSig"] == hmac.new(b"secret", b"AUTH1234", hashlib.sha384).hexdigest()
 
 
 # --- sequence numbers ----------------------------------------------------------------------------------------
@@ -102,68 +35,6 @@ def test_sequence_tracker_reports_gaps_and_stale_frames() -> None:
     assert (tracker.gaps, tracker.stale) == (1, 2)
     tracker.reset()
     assert tracker.check(1) == "ok"
-
-
-# --- books and checksums -------------------------------------------------------------------------------------
-
-
-def test_book_checksum_agrees_with_an_independent_computation() -> None:
-    rng = np.random.default_rng(5)
-    levels: list[list[float]] = []
-    for i in range(40):
-        levels.append([round(100.0 - i * 0.5, 1), int(rng.integers(1, 5)), round(float(rng.uniform(0.01, 3)), 4)])
-        levels.append([round(100.5 + i * 0.5, 1), int(rng.integers(1, 5)), -round(float(rng.uniform(0.01, 3)), 4)])
-    book = bfx.OrderBook()
-    book.apply(levels)
-    assert book.checksum() == independent_checksum(levels)
-    # an update, a deletion on each side
-    book.apply([99.5, 2, 7.25])
-    book.apply([100.5, 0, -1])
-    book.apply([80.0, 0, 1])
-    changed = [lv for lv in levels if lv[0] not in (99.5, 100.5, 80.0)] + [[99.5, 2, 7.25]]
-    assert book.checksum() == independent_checksum(changed)
-
-
-def test_checksum_prints_numbers_as_javascript_does() -> None:
-    assert bfx.checksum_of([(100.0, 1.0)], [(101.0, -0.00001)]) == bfx.checksum_of([(100, 1)], [(101, "-0.00001")])
-    text = "100:1:101:-0.00001"
-    crc = zlib.crc32(text.encode())
-    assert bfx.checksum_of([(100, 1)], [(101, "-0.00001")]) == (crc - 2**32 if crc >= 2**31 else crc)
-
-
-def test_raw_books_key_levels_by_order_id() -> None:
-    book = bfx.OrderBook(raw=True)
-    book.apply([[11, 100.0, 1.5], [12, 100.0, 0.5], [13, 101.0, -2.0]])
-    assert book.sorted_levels() == ([(11, 1.5), (12, 0.5)], [(13, -2.0)])
-    book.apply([11, 0, 1])  # price 0: order 11 removed
-    assert book.sorted_levels() == ([(12, 0.5)], [(13, -2.0)])
-
-
-def test_malformed_book_levels_raise() -> None:
-    with pytest.raises(ProtocolViolation):
-        bfx.OrderBook().apply([1, 2])
-    with pytest.raises(ProtocolViolation):
-        bfx.OrderBook().apply("x")
-
-
-# --- subscriptions -------------------------------------------------------------------------------------------
-
-
-def test_subscriptions_are_remembered_across_reconnects() -> None:
-    table = bfx.SubscriptionTable()
-    sub, request = table.add("book", {"symbol": "tBTCUSD", "prec": "P0", "len": 25})
-    assert request == {"event": "subscribe", "channel": "book", "symbol": "tBTCUSD", "prec": "P0", "len": 25}
-    table.add("ticker", {"symbol": "tETHUSD"})
-    confirmed = table.confirmed(
-        bfx.Subscribed(3, "book", {"channel": "book", "symbol": "tBTCUSD", "prec": "P0", "freq": "F0", "len": "25"})
-    )
-    assert confirmed is sub and table.by_chan(3) is sub and table.active == 1
-    table.connection_lost()
-    assert table.by_chan(3) is None and sub.chan_id is None
-    again = table.requests_for_reconnect()
-    assert {r["channel"] for r in again} == {"book", "ticker"}
-    assert table.remove("ticker", {"symbol": "tETHUSD"}) is None  # never confirmed: nothing to unsubscribe
-    assert len(table) == 1
 
 
 # --- the client protocol against the simulator's exchange session ---------------------------------------

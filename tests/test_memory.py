@@ -222,3 +222,64 @@ def test_send_pair_is_two_sends_in_one_call():
         node.stop()
 
     run_virtual(main())
+
+
+@pytest.mark.parametrize("end", ["open", "close", "abort", "client_close", "client_abort", "too_big"])
+def test_the_bound_send_pair_does_what_the_method_does(end):
+    # _ServerEnd.send_pair is the client's _deliver_pair itself (one frame less per order): in every state the two
+    # ends can be in it must give what _send_pair (the checked method) gives, with the same effect on the client.
+    # (peer_closed is called only once the client's close code is set: by its close() and its abort().)
+    async def outcome(bound: bool) -> tuple:
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        await channel.recv()  # info
+        server = channel._server
+        if end == "close":
+            server.close(4000, "bye")
+        elif end == "abort":
+            server.abort()
+        elif end == "client_abort":
+            channel.abort()
+        elif end == "client_close":
+            await channel.close()
+        elif end == "too_big":
+            channel.max_size = 4
+        send_pair = server.send_pair if bound else server._send_pair
+        result = send_pair("12345" if end == "too_big" else "ab", "cd")
+        await asyncio.sleep(0)
+        state = (result, list(channel._inbox), channel.bytes_received, channel.close_code, server._open)
+        node.stop()
+        return state
+
+    assert run_virtual(outcome(True)) == run_virtual(outcome(False))
+
+
+def test_the_drain_handle_used_again_gives_the_same_stream():
+    # On the virtual loop a pushing channel puts the handle of its previous drain back in the ready queue
+    # (call_soon_again) instead of making a new one: the same messages at the same loop times as with new handles.
+    async def session(again: bool) -> tuple[list, int]:
+        node, network = make()
+        node.start()
+        channel = await MemoryTransport(network).connect(URL, CFG)
+        if not again:
+            channel._call_soon_again = None
+        loop = asyncio.get_running_loop()
+        got: list = []
+        handles = []  # kept alive, so that distinct handles have distinct ids
+
+        def on_message(data):
+            got.append((loop.time(), data))
+            handles.append(channel._drain_handle)
+
+        channel.push_to(on_message, lambda exc: None)
+        await channel.send(json.dumps({"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"}))
+        await asyncio.sleep(5.0)
+        await channel.close()
+        node.stop()
+        return got, len({id(h) for h in handles})
+
+    reused, one = run_virtual(session(True))
+    fresh, many = run_virtual(session(False))
+    assert len(reused) > 10 and reused == fresh
+    assert one == 1 and many > 1

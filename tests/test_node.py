@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.bitfinex import Order
 from simulator.faults import Fault
-from simulator.node import MAINTENANCE_CODE, RATE_LIMIT_CODE, ExchangeNode
+from simulator.node import MAINTENANCE_CODE, RATE_LIMIT_CODE, ExchangeNode, NodeConnection
 from simulator.scenario import NodeSpec, ServiceSpec
 from simulator.virtual import run_virtual
 
@@ -650,3 +651,43 @@ def test_a_send_pair_that_closes_at_the_first_frame_counts_one() -> None:
         return node.frames_sent - before, len(ch.find(is_order_reply))
 
     assert run_virtual(main()) == (1, 1)
+
+
+@pytest.mark.parametrize("queue_limit", [100, 3])
+def test_an_order_frame_goes_the_same_way_with_and_without_the_receive_fast_path(
+    monkeypatch: pytest.MonkeyPatch, queue_limit: int
+) -> None:
+    # NodeConnection.receive hands a frame that is exactly one accepted Order to the service model itself,
+    # without execute(): same answers (rate-limit errors included), same times, same counts as execute() gives.
+    async def main() -> tuple[list[tuple[float, Any]], int, int]:
+        node = ExchangeNode(spec(queue_limit=queue_limit, service=ServiceSpec("exponential", 1, {"mean": 0.005})))
+        node.start()
+        ch = MemoryChannel()
+        conn = node.connect(ch)
+        conn.receive(auth_message())
+        for cid in range(1, 30):
+            await asyncio.sleep(0.002 * (cid % 3))
+            conn.receive(order_message(cid))
+            conn.receive("not json")  # and other frames, which go through execute() either way
+        await asyncio.sleep(1.0)
+        node.stop()
+        return ch.frames, node.frames_sent, node.frames_received
+
+    fast = run_virtual(main())
+    executed = []
+    real_execute = NodeConnection.execute
+
+    def execute(self: NodeConnection, actions: Any, now: float) -> None:
+        executed.extend(actions)
+        real_execute(self, actions, now)
+
+    def general_receive(self: NodeConnection, data: str | bytes) -> None:  # the fast path's general form
+        self._handle_inbound(data, self.node.loop.time())
+
+    monkeypatch.setattr(NodeConnection, "execute", execute)
+    monkeypatch.setattr(NodeConnection, "receive", general_receive)
+    assert run_virtual(main()) == fast
+    assert sum(isinstance(a, Order) for a in executed) == 29
+    replies = [m for _, m in fast[0] if '"on-req"' in m]
+    assert len(replies) == 29 and any('"SUCCESS"' in m for m in replies)
+    assert any('"ERROR"' in m for m in replies) == (queue_limit == 3)  # rate-limit errors where the queue is short

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from wsfinal.requests import OutcomeKind, RequestLedger, RequestOutcome
+from wsfinal.requests import OutcomeKind, PendingRequest, RequestLedger, RequestOutcome
 
 
 def test_an_answer_ends_a_request_once_and_a_late_answer_is_counted_not_applied() -> None:
@@ -170,3 +172,16 @@ def test_outcomes_are_immutable_values_and_counts_by_kind_follow_the_enum() -> N
     assert list(ledger.counts.by_kind) == list(OutcomeKind)
     assert ledger.counts.by_kind[OutcomeKind.ACKNOWLEDGED] == ledger.counts.by_kind[OutcomeKind.TIMED_OUT] == 1
     assert ledger.finished == 2 and ledger.summary()["timed_out"] == 1
+
+
+@given(st.floats(allow_nan=False), st.none() | st.floats(allow_nan=False), st.none() | st.integers(0, 10**6))
+def test_start_makes_the_entry_the_constructor_makes(now: float, deadline: float | None, cid: int | None) -> None:
+    # start() builds its PendingRequest without the dataclass __init__ (once per request): every field must be
+    # set as PendingRequest(cid, now, deadline) sets it (a field added to the class must be added there too)
+    ledger = RequestLedger(first_cid=5)
+    entry = ledger.start(now, deadline=deadline, cid=cid)
+    expected = PendingRequest(5 if cid is None else cid, now, deadline)
+    assert [f.name for f in dataclasses.fields(PendingRequest)] == [
+        "cid", "submitted_at", "deadline", "sent", "token", "tag", "on_done"
+    ]  # fmt: skip
+    assert dataclasses.astuple(entry) == dataclasses.astuple(expected) and entry == expected

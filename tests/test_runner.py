@@ -147,3 +147,24 @@ def test_alerts_and_notifications_replay_identically(tmp_path):
     assert '"alert_firing"' in events and '"notification"' in events
     assert events == (b / "events.jsonl").read_text()
     assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()
+
+
+def test_the_run_hides_its_set_up_from_the_collector_and_gives_it_back(monkeypatch):
+    import gc
+
+    real_freeze, real_unfreeze = gc.freeze, gc.unfreeze
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: (calls.append("freeze"), real_freeze())[1])
+    monkeypatch.setattr(gc, "unfreeze", lambda: (calls.append("unfreeze"), real_unfreeze())[1])
+    scenario = parse_scenario({**TINY, "duration": "1s", "faults": []}, source="<tiny>")
+    assert gc.get_freeze_count() == 0
+    first = run(scenario)
+    assert calls == ["freeze", "unfreeze"] and gc.get_freeze_count() == 0
+    calls.clear()
+    real_freeze()  # a caller that froze objects itself: the run leaves its freeze alone
+    try:
+        second = run(scenario)
+        assert calls == [] and gc.get_freeze_count() > 0
+    finally:
+        real_unfreeze()
+    assert first.summary["accounting"] == second.summary["accounting"]

@@ -182,3 +182,31 @@ def test_invariants(gaps: list[float], workers: int, limit: int) -> None:
         assert svc.in_system(t) <= workers + limit
     assert svc.accepted + svc.rejected == len(gaps)
     assert svc.accepted == len(done)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0, 0.01), min_size=1, max_size=120),
+    workers=st.integers(1, 3),
+    limit=st.integers(0, 30),
+    ask_every=st.integers(1, 50),
+)
+def test_in_system_counts_the_accepted_requests_not_yet_done(
+    gaps: list[float], workers: int, limit: int, ask_every: int
+) -> None:
+    # completion times are a plain list pruned now and then (by submit, past a threshold; by in_system itself):
+    # the count is always that of the accepted requests whose completion is later than now
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("simulator.service._PRUNE_MIN", 4)  # prune often
+        svc = model(ServiceDistribution.exponential(0.003), workers=workers, queue_limit=limit)
+        t = 0.0
+        done: list[float] = []
+        for i, g in enumerate(gaps):
+            t += g
+            end = svc.submit(t)
+            if end is not None:
+                done.append(end)
+            if i % ask_every == 0:
+                assert svc.in_system(t) == sum(1 for d in done if d > t)
+        assert svc.in_system(t) == sum(1 for d in done if d > t)
+        assert len(svc._completions) <= max(4, 2 * (workers + limit + 1)) + 1

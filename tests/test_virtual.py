@@ -2,6 +2,8 @@ import asyncio
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.virtual import VirtualTimeLoop, run_virtual
 
@@ -252,3 +254,93 @@ def test_iterations_keep_asyncio_order_between_ready_callbacks_and_due_timers():
 
     assert run_virtual(main()) == [("a", 1.0), ("b", 1.0), ("a-soon", 1.0), ("a-timer-now", 1.0)]
     assert run_virtual(main(), debug=True) == run_virtual(main())
+
+
+def test_time_and_get_debug_answer_from_the_loop_state():
+    # both are bound C callables on the instance (see VirtualTimeLoop.__init__): same answers as the methods
+    loop = VirtualTimeLoop(start=7.5)
+    try:
+        assert loop.time() == VirtualTimeLoop.time(loop) == 7.5
+        loop._virtual_now = 9.25
+        assert loop.time() == 9.25
+        assert loop.get_debug() is VirtualTimeLoop.get_debug(loop) is False
+        assert asyncio.Future(loop=loop)._source_traceback is None
+        loop.set_debug(True)
+        assert loop.get_debug() is True
+        assert asyncio.Future(loop=loop)._source_traceback  # the C constructor asked get_debug()
+    finally:
+        loop.set_debug(False)
+        loop.close()
+
+
+def _program(ops, again):
+    """One chain of callbacks (each schedules the next, by call_soon or by call_at at a delay from ``ops``) among
+    other timers and ready callbacks at the same times; ``again``: the chain reuses its handles (call_soon_again,
+    call_at_again) once it has one of the kind."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        trace = []
+        handles = {}
+        state = {"i": 0}
+
+        def step(*tag):
+            trace.append(("step", tag, loop.time()))
+            i = state["i"]
+            if i >= len(ops):
+                return
+            state["i"] = i + 1
+            kind, delay = ops[i]
+            at = loop.time() + delay
+            loop.call_at(at, trace.append, ("other-before", i))
+            loop.call_soon(trace.append, ("ready-before", i))
+            if kind == "soon":
+                if again and "soon" in handles:
+                    loop.call_soon_again(handles["soon"])
+                else:
+                    handles["soon"] = loop.call_soon(step)
+            elif again and "at" in handles:
+                loop.call_at_again(handles["at"], at, i)
+            else:
+                handles["at"] = loop.call_at(at, step, i)
+            loop.call_at(at, trace.append, ("other-after", i))
+            loop.call_soon(trace.append, ("ready-after", i))
+
+        loop.call_soon(step)
+        await asyncio.sleep(100)
+        return trace
+
+    return run_virtual(main())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["soon", "at"]), st.sampled_from([0.0, 0.25, 1.0])), max_size=12))
+def test_handles_used_again_run_where_new_handles_would(ops):
+    assert _program(ops, again=True) == _program(ops, again=False)
+
+
+def test_handles_used_again_are_checked():
+    loop = VirtualTimeLoop()
+    try:
+        timer = loop.call_at(1.0, print)
+        with pytest.raises(ValueError, match="has run"):
+            loop.call_at_again(timer, 2.0)  # still scheduled
+        timer.cancel()
+        with pytest.raises(ValueError):
+            loop.call_at_again(timer, 2.0)
+        handle = loop.call_soon(print)
+        handle.cancel()
+        with pytest.raises(ValueError):
+            loop.call_soon_again(handle)
+        other = VirtualTimeLoop()
+        with pytest.raises(ValueError):
+            loop.call_soon_again(other.call_soon(print))
+        other.close()
+        with pytest.raises(TypeError):
+            loop.call_at_again(timer, None)
+    finally:
+        loop.close()
+    with pytest.raises(RuntimeError):
+        loop.call_soon_again(handle)
+    with pytest.raises(RuntimeError):
+        loop.call_at_again(timer, 3.0)

@@ -17,23 +17,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
-import json
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from . import bitfinex_client as bfx
 from .backoff import RetryPolicy, close_policy
 from .config import ConnectionConfig
 from .exceptions import ConnectionLost, TransportError, UnknownConnectionError, UsageError, WsFinalError
 from .interface import ConnectionMetrics, WebSocketConnectionInterface
+from .order_encoding import dumps as _dumps
+from .order_encoding import encode_order as _encode_order
+from .order_encoding import iterencode as _iterencode
 from .requests import OutcomeKind, PendingRequest, RequestLedger, RequestOutcome
+from .session import Session, SessionEnd
 from .states import ConnectionState
+
+__all__ = ["ConnectionTraffic", "DataHandler", "OutcomeCallback", "OutcomeHook", "Session", "SessionEnd"]
 
 logger = logging.getLogger("wsfinal.connection")
 
@@ -51,118 +52,9 @@ OutcomeHook = Callable[[RequestOutcome, Any], None]
 #: Called synchronously with a request's outcome when it ends (``submit(..., on_done=...)``).
 OutcomeCallback = Callable[[RequestOutcome], None]
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _c_iterencode() -> Callable[[Any, int], Any] | None:
-    """The json module's C encoder for compact JSON, made once (``JSONEncoder.encode`` builds a new one per
-    call); ``None`` without the C accelerator (another interpreter)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return None
-    iterencode: Callable[[Any, int], Any] = make(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-    return iterencode
-
-
-#: ``"".join(_iterencode(obj, 0))`` is compact JSON, as :data:`_dumps` writes it (see :func:`_encode_frame`).
-_iterencode = _c_iterencode()
-
-
-def _encode_frame(obj: Any) -> str:
-    """Compact JSON for the frames :meth:`ConnectionTraffic.submit` builds, output identical to :data:`_dumps`:
-    with the C encoder made once, and without circular-reference checks (those frames are a list around a copy
-    of the caller's order)."""
-    if _iterencode is None:
-        return _dumps(obj)
-    return "".join(_iterencode(obj, 0))
-
-
-_orjson_dumps = orjson.dumps
-#: The field types :func:`_encode_order` hands to orjson (exact types: no subclasses, no enums).
-_PLAIN_FIELDS = frozenset({str, int, bool, type(None)})
-
-
-def _encode_order(body: dict[str, Any]) -> str:
-    """``_encode_frame([0, "on", None, body])``: the same text, written by orjson (about 3x quicker) when that is
-    sure to give the same text, else by :func:`_encode_frame`. orjson's way is taken when every field of ``body``
-    is a str, int, bool or None (of exactly these types) and orjson's text is ASCII without DEL: json escapes
-    other characters (``\\uXXXX``) where orjson writes them as they are; orjson writes floats in its own way,
-    refuses ints beyond 64 bits, non-str keys and lone surrogates (``TypeError``: then json's way too), and would
-    encode enums, dataclasses and more that json refuses. tests/test_connection_traffic.py checks both ways agree.
-    """
-    frame = [0, "on", None, body]
-    for value in body.values():
-        if type(value) not in _PLAIN_FIELDS:
-            return _encode_frame(frame)
-    try:
-        raw = _orjson_dumps(frame)
-    except TypeError:  # orjson.JSONEncodeError
-        return _encode_frame(frame)
-    if raw.isascii() and b"\x7f" not in raw:
-        return raw.decode()
-    return _encode_frame(frame)
-
-
 _heappush = heapq.heappush
 _Future = asyncio.Future
 _stock_create_future = asyncio.BaseEventLoop.create_future
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
-    """Why an open channel ended and what that means for reconnecting."""
-
-    reason: str
-    policy: RetryPolicy
-    code: int | None = None
-    close_reason: str = ""
-    local: bool = False  # we decided to end it (stale, 20051...): we close the channel ourselves
-    graceful: bool = True  # for a local end: attempt a closing handshake (False: abort at once)
-
-
-@dataclass(slots=True, eq=False)
-class Session:
-    """One open channel and what belongs to it (tasks, outbox, timers). Ends once, through :meth:`end`."""
-
-    channel: Any
-    opened_at: float
-    ended: asyncio.Future[SessionEnd]
-    outbox: deque[tuple[str | bytes, int | None]] = field(default_factory=deque)
-    wake: asyncio.Future[None] | None = None
-    #: The reader task (None when the channel pushes its messages).
-    reader: asyncio.Task[None] | None = None
-    #: Writer and pinger tasks.
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    auth: asyncio.Future[bfx.Auth] | None = None
-    greeted: asyncio.Future[None] | None = None
-    send_nowait: Callable[[str | bytes], bool] | None = None
-    last_rx: float = 0.0
-    watchdog: asyncio.TimerHandle | None = None
-    sub_check: asyncio.TimerHandle | None = None
-    torn_down: bool = False
-    writing: bool = False  # the writer task was started
-    #: Set at the end of teardown: a pushing channel's late messages are ignored from then on.
-    detached: bool = False
-    #: Called once, synchronously, by the first :meth:`end` (the connection sets it once it is CONNECTED, so that
-    #: a lost channel leaves CONNECTED, and the balancer's selection, at once rather than at the supervisor's next
-    #: step). Cleared before it is called; clear it yourself to end the session without it (``disconnect()``).
-    on_end: Callable[[Session, SessionEnd], None] | None = None
-    #: What the connection decided when the session ended (set by the connection; read by its supervisor).
-    loss: Any = None
-
-    def end(self, end: SessionEnd) -> None:
-        """End the session with ``end`` (the first call wins); then call :attr:`on_end`, if set."""
-        if not self.ended.done():
-            self.ended.set_result(end)
-            on_end = self.on_end
-            if on_end is not None:
-                self.on_end = None
-                on_end(self, end)
-
-    def all_tasks(self) -> list[asyncio.Task[None]]:
-        return self.tasks if self.reader is None else [self.reader, *self.tasks]
 
 
 class ConnectionTraffic(WebSocketConnectionInterface):
@@ -600,7 +492,7 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         if fields is not None:
             text = _encode_order(fields)
         else:
-            text = "".join(_iterencode(frame, 0)) if _iterencode is not None else _dumps(frame)  # _encode_frame, inline
+            text = "".join(_iterencode(frame, 0)) if _iterencode is not None else _dumps(frame)  # encode_frame, inline
         send_nowait = session.send_nowait
         if send_nowait is not None and not session.outbox and send_nowait(text):
             # the common case: handed to the transport at once; its start and its frame in one store call
