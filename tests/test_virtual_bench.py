@@ -117,7 +117,8 @@ def test_the_profile_splits_time_by_layer() -> None:
     text = profile(4, 0.5, 100.0, 1.0, top=3)
     head = text.splitlines()
     assert head[0].startswith("Profile of ") and head[1].split()[0] == "layer"
-    rows = {line[:58].strip(): line[58:].split() for line in head[2:] if line.strip() and not line.startswith(" ")}
+    table = head[2 : next(i for i, line in enumerate(head) if line.startswith("all ")) + 1]  # the layer table only
+    rows = {line[:58].strip(): line[58:].split() for line in table}
     shares = [float(v[0].rstrip("%")) for k, v in rows.items() if k and k != "all" and v]
     assert abs(sum(shares) - 100.0) < 1.0  # the layers cover all the time
     assert float(rows["client library (wsfinal/)"][1]) > 1  # the manager ran: Python calls per request
