@@ -140,6 +140,8 @@ class ConnectionGroup:
     reconnect_delay_s: float = 1.0
     heartbeat_interval_s: float = 30.0
     connection_timeout_s: float = 10.0
+    #: ``ConnectionConfig.latency_stale_after_seconds``: see docs/connections.md, *Latency signals*.
+    latency_stale_after_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

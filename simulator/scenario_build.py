@@ -283,6 +283,9 @@ class _Builder(ProblemLog):
                     connection_timeout_s=self.dur(
                         d, "connection_timeout", path, cd["connection_timeout"], positive=True
                     ),
+                    latency_stale_after_s=self.dur(
+                        d, "latency_stale_after", path, cd["latency_stale_after"], positive=True
+                    ),
                 )
             )
         return tuple(out)

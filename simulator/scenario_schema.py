@@ -89,6 +89,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "reconnect_delay": "1s",
         "heartbeat_interval": "30s",
         "connection_timeout": "10s",
+        "latency_stale_after": "10s",
     },
     "book_subscription": {"prec": "P0", "len": 25, "freq": "F0"},
     "workload": {"arrival": "poisson", "start": "0s", "think": "0s"},
@@ -254,6 +255,10 @@ _CONNECTION = closed(
         "reconnect_delay": dur("client delay before reconnecting", _D["connection"]["reconnect_delay"]),
         "heartbeat_interval": dur("client heartbeat interval", _D["connection"]["heartbeat_interval"]),
         "connection_timeout": dur("client connect timeout", _D["connection"]["connection_timeout"]),
+        "latency_stale_after": dur(
+            "with no request-latency sample for this long, least_latency ranks the connection by its ping RTT",
+            _D["connection"]["latency_stale_after"],
+        ),
     },
     ["type", "node"],
 )

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsfinal.analytics import PerformanceMetrics, WebSocketAnalytics, WindowedLatency
+from wsfinal.analytics_records import HEALTH_LATENCY_RECENT_S
 from wsfinal.anomaly import Anomaly, AnomalyType, Severity
 from wsfinal.config import ConnectionConfig, ConnectionType, LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UnknownConnectionError, UsageError
+from wsfinal.health import health_score
 from wsfinal.states import ConnectionState
 from wsfinal.store import InMemoryConnectionStore
 
@@ -285,11 +290,13 @@ def test_health_inputs_peer_median_excludes_the_connection_itself() -> None:
     a = WebSocketAnalytics(clock=lambda: 10.0)
     for cid, lat in (("c1", 10.0), ("c2", 20.0), ("c3", 30.0), ("c4", 50.0)):
         a.record_latency(cid, TR, lat, now=1.0)
-    assert a.health_inputs("c1").peer_latency_ms == 30.0  # median of 20, 30, 50
-    assert a.health_inputs("c4").peer_latency_ms == 20.0  # median of 10, 20, 30
+    # the health latency is a windowed median, within 2 % of the samples
+    assert a.health_inputs("c1").peer_latency_ms == pytest.approx(30.0, rel=0.02)  # median of 20, 30, 50
+    assert a.health_inputs("c4").peer_latency_ms == pytest.approx(20.0, rel=0.02)  # median of 10, 20, 30
     a.record_latency("m1", MD, 5.0, now=1.0)
     assert a.health_inputs("m1").peer_latency_ms is None  # no peer of its type
-    assert a.health_inputs("c1").latency_ms == 10.0 and a.health_inputs("c1").state is ConnectionState.CONNECTED
+    c1 = a.health_inputs("c1")
+    assert c1.latency_ms == pytest.approx(10.0, rel=0.02) and c1.state is ConnectionState.CONNECTED
 
 
 def test_sustained_shift_is_reported_once_per_refractory_period_not_every_interval() -> None:
@@ -394,9 +401,100 @@ def test_timeouts_are_censored_samples_for_the_window_and_ewma_and_pings_are_kep
     assert blackholed.samples == 5 and blackholed.value == pytest.approx(2000.0, rel=0.02)  # not "no data"
     assert a.latency_quantile("c1", 0.5, now=3.0) == WindowedLatency(pytest.approx(4.0, rel=0.02), 13, 0.5, 10.0)  # type: ignore[arg-type]
     assert a.latency_quantile("c1", 0.9, now=3.0).value == pytest.approx(2000.0, rel=0.02)
-    assert a.health_inputs("c2", now=3.0).latency_ms == pytest.approx(2000.0)
+    assert a.health_inputs("c2", now=3.0).latency_ms == pytest.approx(2000.0, rel=0.02)
     assert a.ping_rtt_ms("c1") == 0.2 and math.isnan(a.ping_rtt_ms("nope"))
     by_id = {m.connection_id: m for m in a.update_performance_metrics(60.0)}
     # the histograms hold answered latencies only: c1's ten 4 ms answers, nothing for c2
     assert by_id["c1"].samples == 10 and by_id["c1"].max_latency_ms == pytest.approx(4.0, rel=0.02)
     assert by_id["c2"].samples == 0 and by_id["c2"].errors == 5
+
+
+# -- health after a latency spike (the lag of the 10 s EWMA) ---------------------------------------------------------
+
+
+def _spike_run(
+    *, starve_after_spike: bool, spike: tuple[float, float] = (15.0, 25.0), until: float = 70.0
+) -> tuple[WebSocketAnalytics, dict[float, tuple[float, float]]]:
+    """Three connections at 100 requests/s each, ~3 ms, in virtual time (``now`` passed in); c2's requests take
+    40 ms more during ``spike``. With ``starve_after_spike`` c2 gets no request after the spike (as
+    ``LEAST_LATENCY`` leaves a connection that became slow) and only app-level pings every 30 s, 1 ms.
+    Aggregation every second, as the manager does. Returns the analytics and, per second, c2's score with the
+    health latency and the score it would have with the old input (the request EWMA)."""
+    a = WebSocketAnalytics(clock=lambda: 0.0)
+    rng = np.random.default_rng(11)
+    scores: dict[float, tuple[float, float]] = {}
+    step = 0.01
+    for k in range(int(until / step)):
+        t = round(k * step, 9)
+        for cid in ("c1", "c2", "c3"):
+            slow = cid == "c2" and spike[0] <= t < spike[1]
+            if cid == "c2" and starve_after_spike and t >= spike[1]:
+                continue
+            a.record_latency(cid, TR, float(rng.lognormal(math.log(3.0), 0.3)) + (40.0 if slow else 0.0), now=t)
+        if starve_after_spike and k % 3000 == 1500:  # a heartbeat ping every 30 s
+            a.record_ping("c2", TR, 1.0, now=t)
+        if k % 100 == 99:
+            now = t + step
+            a.update_performance_metrics(now)
+            inputs = a.health_inputs("c2", now=now)
+            old = dataclasses.replace(inputs, latency_ms=a._conns["c2"].lat_ewma)
+            scores[round(now, 6)] = (health_score(inputs), health_score(old))
+    return a, scores
+
+
+def test_health_recovers_within_seconds_after_a_latency_spike_where_the_ewma_lagged() -> None:
+    _, scores = _spike_run(starve_after_spike=False)
+    before = scores[14.0][0]
+    assert before > 97.0
+    assert scores[18.0][0] <= 65.0  # the spike shows within a few seconds
+    # the old input (the 10 s time-weighted EWMA) still held most of the spike long after it ended
+    assert scores[30.0][1] < 80.0 and scores[35.0][1] < 85.0
+    # the health latency (median of the last 3 s) is back at the pre-spike level within HEALTH_LATENCY_RECENT_S
+    for t in (25.0 + HEALTH_LATENCY_RECENT_S + 1.0, 30.0, 35.0, 45.0):
+        assert scores[t][0] >= before - 3.0, t
+
+
+def test_a_starved_connection_is_judged_by_its_ping_once_its_request_samples_are_stale() -> None:
+    a, scores = _spike_run(starve_after_spike=True)
+    # no request sample after the spike: the last evidence (the window, then the EWMA) says slow ...
+    assert all(scores[t][0] <= 70.0 for t in (26.0, 30.0, 40.0, 45.0))
+    # ... until a pong arrives latency_stale_after_s (10 s) after the last request sample: of the pings at 15 s
+    # and 45 s, the one at 45 s is 20 s after it, and the link answers in 1 ms. The bound is thus
+    # latency_stale_after_s + one heartbeat interval after the last request sample.
+    assert scores[46.0][0] >= 97.0 and a.health_inputs("c2", now=46.0).latency_ms == 1.0
+
+
+samples = st.lists(st.floats(0.1, 1e4, allow_nan=False), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(own=samples, peers=samples, extra=st.floats(0.0, 1e4), gap=st.floats(0.0, 30.0))
+def test_uniformly_slower_requests_never_raise_the_health_score(
+    own: list[float], peers: list[float], extra: float, gap: float
+) -> None:
+    scores = []
+    for delta in (0.0, extra):
+        a = WebSocketAnalytics(clock=lambda: 0.0)
+        for i, v in enumerate(peers):
+            a.record_latency(f"p{i % 3}", TR, v, now=i * 0.25)
+        for i, v in enumerate(own):
+            a.record_latency("c1", TR, v + delta, now=i * 0.25)
+        scores.append(a.get_connection_health_score("c1", now=len(own) * 0.25 + gap))
+    assert scores[1] <= scores[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(spike=samples, level=st.floats(0.5, 100.0), rate=st.integers(1, 20))
+def test_the_health_latency_forgets_a_spike_after_the_recent_span(spike: list[float], level: float, rate: int) -> None:
+    """Bounded recovery: after HEALTH_LATENCY_RECENT_S seconds of samples at the old level (at least one a
+    second), the health latency is what it would be had there been no spike."""
+    with_spike, without = WebSocketAnalytics(clock=lambda: 0.0), WebSocketAnalytics(clock=lambda: 0.0)
+    for i, v in enumerate(spike):
+        with_spike.record_latency("c1", TR, v, now=5.0 + i * 0.1)
+    end = 5.0 + len(spike) * 0.1
+    for a in (with_spike, without):
+        a.record_latency("c1", TR, level, now=1.0)
+        for j in range(int((HEALTH_LATENCY_RECENT_S + 1.0) * rate)):
+            a.record_latency("c1", TR, level, now=end + j / rate)
+    now = end + HEALTH_LATENCY_RECENT_S + 1.0
+    assert with_spike.health_inputs("c1", now=now).latency_ms == without.health_inputs("c1", now=now).latency_ms

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 import random
 from collections.abc import AsyncIterator, Callable
@@ -570,6 +571,48 @@ def test_metrics_reach_the_store_and_a_duck_typed_analytics_object(answers: bool
             await conn.disconnect()
 
     asyncio.run(main())
+
+
+class StoreWithout:
+    """A store written before some reporting methods existed: an InMemoryConnectionStore without ``missing``."""
+
+    def __init__(self, inner: InMemoryConnectionStore, missing: set[str]) -> None:
+        self.inner, self.missing = inner, missing
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.missing:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_store_without_record_ping_and_record_timeout_keeps_working(caplog: pytest.LogCaptureFixture) -> None:
+    """record_ping and record_timeout are in the ConnectionStore protocol, but the connection is duck-typed: on
+    a store that lacks them, pings and timeouts are not reported to it, and nothing else changes."""
+
+    async def main() -> None:
+        async with exchange() as (fx, url):
+            config = cfg(url, heartbeat_interval_seconds=0.05)
+            conn, _, inner = managed(config)
+            conn.bind(StoreWithout(inner, {"record_ping", "record_timeout"}))
+            assert await conn.connect()
+            assert (await conn.request({"symbol": "tBTCUSD"})).kind is OutcomeKind.ACKNOWLEDGED
+            await until(lambda: conn.metrics.last_ping_latency_ms is not None)
+            fx.order_mode = "hold"
+            assert (await conn.request({"symbol": "tBTCUSD"}, timeout=0.05)).kind is OutcomeKind.TIMED_OUT
+            record = inner.get("c1")
+            assert record is not None
+            # the request counters went through; the ping RTT and the censored sample did not
+            assert (record.requests_ok, record.requests_failed, record.outstanding) == (1, 1, 0)
+            assert math.isnan(record.ping_rtt_ms) and record.last_latency_ms == record.latency_ewma_ms
+            fx.order_mode = "ack"
+            assert (await conn.request({"symbol": "tBTCUSD"})).kind is OutcomeKind.ACKNOWLEDGED
+            assert conn.state is S.CONNECTED
+            conn.ledger.check()
+            await conn.disconnect()
+
+    with caplog.at_level(logging.WARNING, logger="wsfinal"):
+        asyncio.run(main())
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 
 def test_disconnect_leaves_no_task_behind_in_any_state() -> None:

@@ -71,6 +71,17 @@ def test_each_input_alone_is_monotone(base: HealthInputs, field: str) -> None:
     assert 0.0 <= s1 <= s0 <= 100.0
 
 
+@settings(max_examples=200, deadline=None)
+@given(base=inputs(), fraction=st.floats(0.0, 1.0))
+def test_latency_back_at_its_references_costs_nothing(base: HealthInputs, fraction: float) -> None:
+    """Recovery is complete in the formula: once the latency input is at or below both references (what the
+    health latency of wsfinal.analytics returns a few seconds after a spike ends), the score is the one without
+    any latency evidence."""
+    refs = [r for r in (base.baseline_latency_ms, base.peer_latency_ms) if r is not None]
+    recovered = dataclasses.replace(base, latency_ms=fraction * min(refs) if refs else 0.0)
+    assert health_score(recovered) == health_score(dataclasses.replace(base, latency_ms=None))
+
+
 def test_anchor_points_of_the_formula() -> None:
     assert health_score(HealthInputs()) == 100.0
     assert sum(WEIGHTS.values()) == 100.0

@@ -168,3 +168,28 @@ def test_the_run_hides_its_set_up_from_the_collector_and_gives_it_back(monkeypat
     finally:
         real_unfreeze()
     assert first.summary["accounting"] == second.summary["accounting"]
+
+
+def test_connection_group_settings_reach_each_connection_config(monkeypatch):
+    import simulator.runner as runner_module
+
+    seen = []
+    real = runner_module.ManagedConnection
+
+    def spy(config, **kw):
+        seen.append((kw["connection_id"], config))
+        return real(config, **kw)
+
+    monkeypatch.setattr(runner_module, "ManagedConnection", spy)
+    doc = json.loads(json.dumps(TINY))
+    doc["duration"], doc["faults"] = "1s", []
+    doc["clients"]["connections"][0]["latency_stale_after"] = "2500ms"
+    run(parse_scenario(doc, source="<tiny>"))
+    stale = {cid: config.latency_stale_after_seconds for cid, config in seen}
+    assert stale == {
+        "a/trading/0": 2.5,
+        "a/trading/1": 2.5,
+        "b/trading/0": 10.0,
+        "b/trading/1": 10.0,
+        "a/market_data/0": 10.0,
+    }

@@ -30,7 +30,7 @@ from simulator.scenario import (
 )
 from simulator.scenario_schema import SCHEMA, format_path
 from wsfinal.alerts import resolve_rules
-from wsfinal.config import ConnectionType, LoadBalancingStrategy
+from wsfinal.config import ConnectionConfig, ConnectionType, LoadBalancingStrategy
 from wsfinal.exceptions import WsFinalError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,15 @@ def test_defaults_filled_in() -> None:
     assert w.connection_type is ConnectionType.TRADING
     assert s.connections[0].connection_type is ConnectionType.TRADING and s.connections[1].count == 1
     assert s.faults == () and s.expect == ()
+
+
+def test_latency_stale_after_is_a_connection_group_key() -> None:
+    d = base()
+    d["clients"]["connections"][0]["latency_stale_after"] = "2.5s"
+    s = parse_scenario(d)
+    assert s.connections[0].latency_stale_after_s == 2.5
+    assert s.connections[1].latency_stale_after_s == 10.0  # the ConnectionConfig default
+    assert s.connections[1].latency_stale_after_s == ConnectionConfig.latency_stale_after_seconds
 
 
 def test_units_converted_everywhere() -> None:
@@ -394,6 +403,10 @@ SEMANTIC = [
      "port 9000 on 127.0.0.1 is also used by nodes[0]"),
     ("zero mean", _set("nodes[0].service.mean", "0ms"), "nodes[0].service.mean", "must be longer than 0"),
     ("zero heartbeat", _set("nodes[0].heartbeat_interval", "0s"), "nodes[0].heartbeat_interval", "longer than 0"),
+    ("zero latency_stale_after", _set("clients.connections[0].latency_stale_after", "0s"),
+     "clients.connections[0].latency_stale_after", "must be longer than 0, got '0s'"),
+    ("latency_stale_after without unit", _set("clients.connections[1].latency_stale_after", 10),
+     "clients.connections[1].latency_stale_after", "10 has no unit"),
     ("unknown node", _set("clients.connections[0].node", "nod-a"), "clients.connections[0].node",
      "unknown node 'nod-a'; did you mean 'node-a'? (known: node-a, node-b)"),
     ("unknown api key", _set("clients.connections[0].api_key", "key-2"), "clients.connections[0].api_key",

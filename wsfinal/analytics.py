@@ -28,13 +28,14 @@ from .analytics_records import (
     WindowedLatency,
     fold_censored,
     fold_latency,
+    health_latency,
     rank_strategies,
 )
 from .anomaly import Anomaly, Prediction, Severity, forecast
 from .config import ConnectionType, LoadBalancingStrategy
 from .exceptions import ConfigurationError, UnknownConnectionError, UsageError
 from .health import HealthInputs, health_score
-from .records import ConnectionRecord
+from .records import DEFAULT_LATENCY_STALE_AFTER_S, ConnectionRecord
 from .states import ConnectionState
 from .stats import LatencyHistogram
 
@@ -147,7 +148,7 @@ class WebSocketAnalytics:
         self._strategies = StrategyWindow(insight_window_s)
         self._interval_s = 60.0
         self.peer_cache_s = 1.0
-        self._peer_cache: dict[ConnectionType, tuple[float, list[float]]] = {}
+        self._peer_cache: dict[ConnectionType, tuple[float, list[float], dict[str, float]]] = {}
 
     # detector settings, kept on the anomaly monitor
     detector_warmup = property(lambda self: self._monitor.warmup)
@@ -458,10 +459,15 @@ class WebSocketAnalytics:
         if rec is None and st is None:
             raise UnknownConnectionError(connection_id)
         ctype = rec.connection_type if rec is not None else st.connection_type  # type: ignore[union-attr]
-        latency = st.lat_ewma if st is not None else (rec.latency_ewma_ms if rec is not None else math.nan)
+        peer = self._peer_median(ctype, connection_id, t)
+        if st is not None:
+            cached = self._peer_cache[ctype]
+            own = cached[2].get(connection_id) if cached[0] == t else None  # computed at this very time already
+            latency = own if own is not None else health_latency(st, t, self._latency_stale_after(rec))
+        else:
+            assert rec is not None
+            latency = rec.routing_latency_ms()  # the same rule, from the store's record alone
         baseline = st.baseline.value if st is not None else math.nan
-        own = st.lat_ewma if st is not None else math.nan
-        peer = self._peer_median(ctype, own, t)
         if st is not None:
             errors = st.errors_w.total(t)
             ops = st.ops_w.total(t)
@@ -484,21 +490,31 @@ class WebSocketAnalytics:
             state=rec.state if rec is not None else ConnectionState.CONNECTED,
         )
 
-    def _peer_median(self, ctype: ConnectionType, own: float, now: float) -> float | None:
-        """Median latency EWMA of the other connections of ``ctype``. The sorted list is cached for
-        ``peer_cache_s`` so scoring every connection of a type costs O(n log n) per refresh, not O(n^2)."""
+    def _latency_stale_after(self, rec: ConnectionRecord | None) -> float:
+        """How long a request sample stays the health latency's evidence against a newer pong: the record's
+        ``latency_stale_after_s`` (``ConnectionConfig.latency_stale_after_seconds``), else the default."""
+        return rec.latency_stale_after_s if rec is not None else DEFAULT_LATENCY_STALE_AFTER_S
+
+    def _peer_median(self, ctype: ConnectionType, connection_id: str, now: float) -> float | None:
+        """Median health latency (:func:`health_latency`) of the other connections of ``ctype``. The values are
+        cached for ``peer_cache_s``, so scoring every connection of a type costs O(n log n) per refresh, not
+        O(n^2); the connection's own cached value (one occurrence) is left out."""
         cached = self._peer_cache.get(ctype)
         if cached is None or abs(now - cached[0]) > self.peer_cache_s:
-            values = sorted(
-                s.lat_ewma for s in self._conns.values() if s.connection_type is ctype and s.lat_ewma == s.lat_ewma
-            )
-            cached = self._peer_cache[ctype] = (now, values)
-        values = cached[1]
+            store = self.store
+            by_id: dict[str, float] = {}
+            for cid, s in self._conns.items():
+                if s.connection_type is ctype:
+                    rec = store.get(cid) if store is not None else None
+                    v = health_latency(s, now, self._latency_stale_after(rec))
+                    if v == v:
+                        by_id[cid] = v
+            cached = self._peer_cache[ctype] = (now, sorted(by_id.values()), by_id)
+        values, by_id = cached[1], cached[2]
         skip = -1
-        if own == own:  # exclude this connection's own value (one occurrence) when it is in the list
-            i = bisect.bisect_left(values, own)
-            if i < len(values) and values[i] == own:
-                skip = i
+        own = by_id.get(connection_id)
+        if own is not None:  # exclude this connection's own value (one occurrence)
+            skip = bisect.bisect_left(values, own)
         n = len(values) - (1 if skip >= 0 else 0)
         if n <= 0:
             return None

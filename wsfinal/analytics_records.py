@@ -1,7 +1,8 @@
 """What :mod:`wsfinal.analytics` keeps and reports, and how it ranks strategies (split from that module).
 
 :class:`ConnStats` is what analytics keeps about one connection, updated by :func:`fold_latency` (an answered
-request) and :func:`fold_censored` (a timed-out one) on the hot path.
+request) and :func:`fold_censored` (a timed-out one) on the hot path; :func:`health_latency` is the latency the
+health score judges it by.
 :class:`PerformanceMetrics` is one aggregation interval of one connection or type; :class:`WindowedLatency` is a
 connection's recent latency quantile; :class:`StrategyWindow` keeps per-strategy outcomes over a trailing window
 and :func:`rank_strategies` turns its summary into the optimisation insight. All pure; every name is also
@@ -17,9 +18,18 @@ from typing import Any, NamedTuple
 from .config import ConnectionType
 from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, SlidingWindowHistogram, WindowedQuantile
 
-__all__ = ["PerformanceMetrics", "StrategyWindow", "WindowedLatency", "rank_strategies"]
+__all__ = [
+    "HEALTH_LATENCY_RECENT_S",
+    "PerformanceMetrics",
+    "StrategyWindow",
+    "WindowedLatency",
+    "health_latency",
+    "rank_strategies",
+]
 
 _INV_LATENCY_TAU = 1.0 / 10.0
+#: The span (s) of request samples whose median is a connection's health latency (:func:`health_latency`).
+HEALTH_LATENCY_RECENT_S = 3.0
 _exp = math.exp
 
 
@@ -116,6 +126,33 @@ def fold_censored(st: ConnStats, elapsed_ms: float, t: float) -> None:
     st.lat_window.add(elapsed_ms, t)
     _fold_ewma(st, elapsed_ms, t)
     st.last_event = t
+
+
+def health_latency(st: ConnStats, now: float, stale_after_s: float) -> float:
+    """The latency (ms) the health score judges a connection by at ``now``, from the most recent evidence:
+
+    1. the median of its request samples (answers, and timeouts as censored samples) of the last
+       :data:`HEALTH_LATENCY_RECENT_S` seconds, or when there are none of the whole ``latency_window_s``: a
+       median of recent samples follows a change within about half that span, both ways (the 10 s time-weighted
+       EWMA it used before still held a third of a 40 ms spike 10 s after the spike ended, and, mean-like, read a
+       steady connection as slower than its own median baseline);
+    2. else, when the last pong came at least ``stale_after_s`` after the last request sample, the ping round
+       trip: the rule of :meth:`~wsfinal.records.ConnectionRecord.routing_latency_ms`, so a connection starved
+       of requests for being slow is judged by its link once the request evidence is stale (a lower bound: the
+       ping has no service time, so it can show a slow link, never a fast exchange);
+    3. else the request EWMA: the last evidence there is (NaN when the connection was never measured).
+    """
+    window = st.lat_window
+    median, n = window.quantile(0.5, now, HEALTH_LATENCY_RECENT_S)
+    if n:
+        return median
+    median, n = window.quantile(0.5, now)
+    if n:
+        return median
+    ewma = st.lat_ewma
+    if ewma == ewma and st.ping_stamp - st.lat_stamp >= stale_after_s:
+        return st.ping_rtt_ms
+    return ewma
 
 
 @dataclass(frozen=True, slots=True)

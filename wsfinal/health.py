@@ -19,6 +19,14 @@ with the weights summing to 100 and every penalty ``p`` in ``[0, 1]``:
 
 ``state_factor`` is 1 for CONNECTED, 0.6 CONNECTING, 0.4 RECONNECTING, 0.2 DISCONNECTED, 0 FAILED and CLOSED.
 
+The ``latency`` that :class:`~wsfinal.analytics.WebSocketAnalytics` passes is the connection's *health latency*
+(:func:`wsfinal.analytics_records.health_latency`): the median of its request samples of the last 3 s (else of
+its latency window), else its ping round trip once its request samples are stale (the ``LEAST_LATENCY`` rule),
+else its request EWMA; the peer reference is the median of its peers' health latencies and the own baseline the
+median latency per aggregation interval, smoothed over 10 minutes. A recent median, not the 10 s EWMA, so that the
+score follows a spike within seconds both ways: with the EWMA a 10 s, 40 ms spike still cost 15-25 points 10 s
+after it ended.
+
 Monotonicity: a higher latency, error rate, staleness or reconnect count, or a state lower in that list, never
 raises the score, because each penalty is non-decreasing in its input and the state factor is non-negative. The
 baselines (own and peers) are reference points, not quality inputs. A missing latency or baseline (NaN or None)

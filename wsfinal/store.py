@@ -1,10 +1,11 @@
 """The connection store: the one writer of :class:`~wsfinal.records.ConnectionRecord` fields.
 
-Connections report what happens to them here (state changes, requests, messages, errors); the balancer and
-analytics read the records and listen to the store's events. :class:`ConnectionStore` is the interface a
-persistent store implements later; :class:`InMemoryConnectionStore` keeps everything in dicts behind one lock, so
-it may be called from any thread. Listeners and observers run synchronously in the caller's thread, outside
-the lock.
+Connections report what happens to them here (state changes, requests, messages, errors, pings, timeouts); the
+balancer and analytics read the records and listen to the store's events. :class:`ConnectionStore` (in
+:mod:`wsfinal.store_protocol`, with the event, observer and clock types; all importable from here) is the
+interface a persistent store implements later; :class:`InMemoryConnectionStore` keeps everything in dicts behind
+one lock, so it may be called from any thread. Listeners and observers run synchronously in the caller's thread,
+outside the lock.
 
 Time: every method that needs ``now`` takes it as an optional argument and otherwise reads the injected clock
 (by default the running event loop's ``time()``).
@@ -12,91 +13,29 @@ Time: every method that needs ``now`` takes it as an optional argument and other
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .config import ConnectionConfig, ConnectionType
 from .exceptions import UnknownConnectionError, UsageError, WsFinalError
 from .records import ConnectionRecord
 from .states import ConnectionState, check_transition
+from .store_protocol import Clock, ClusterNode, ConnectionStore, StoreEvent, StoreObserver, loop_clock
+
+__all__ = [
+    "Clock",
+    "ClusterNode",
+    "ConnectionStore",
+    "InMemoryConnectionStore",
+    "StoreEvent",
+    "StoreObserver",
+    "loop_clock",
+]
 
 logger = logging.getLogger("wsfinal.store")
-
-Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreEvent:
-    """Something the store did. ``kind`` is one of registered, state_changed, stale, removed, node_down, node_up."""
-
-    kind: str
-    connection_id: str | None
-    time: float
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ClusterNode:
-    """A manager node of the cluster, as this store sees it."""
-
-    node_id: str
-    address: str
-    last_heartbeat: float
-    up: bool = True
-
-
-class StoreObserver(Protocol):
-    """Told synchronously about every change that can alter a selection (the balancer implements this)."""
-
-    def on_registered(self, record: ConnectionRecord) -> None: ...
-    def on_state_changed(self, record: ConnectionRecord, old: ConnectionState) -> None: ...
-    def on_load_changed(self, record: ConnectionRecord) -> None: ...
-    def on_eligibility_changed(self, record: ConnectionRecord) -> None: ...
-    def on_removed(self, record: ConnectionRecord) -> None: ...
-
-
-class ConnectionStore(Protocol):
-    """What the manager needs from a store; a database-backed store implements the same methods."""
-
-    async def register_connection(
-        self, connection_id: str, connection_type: ConnectionType, config: ConnectionConfig
-    ) -> bool: ...
-    async def update_connection_state(self, connection_id: str, state: ConnectionState) -> bool: ...
-    def get_connections_by_type(self, connection_type: ConnectionType) -> list[ConnectionRecord]: ...
-    def register(
-        self, connection_id: str, config: ConnectionConfig, *, cluster_node: str | None = None
-    ) -> ConnectionRecord: ...
-    def set_state(self, connection_id: str, state: ConnectionState) -> ConnectionRecord: ...
-    def get(self, connection_id: str) -> ConnectionRecord | None: ...
-    def all(self) -> list[ConnectionRecord]: ...
-    def remove(self, connection_id: str) -> bool: ...
-    def request_started(self, connection_id: str) -> None: ...
-    def request_finished(
-        self, connection_id: str, *, ok: bool, latency_ms: float | None, outcome: str | None = None
-    ) -> None: ...
-    def request_not_sent(self, connection_id: str) -> None: ...
-    def request_no_connection(self, connection_type: ConnectionType) -> None: ...
-    def message_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
-    def message_received(self, connection_id: str, nbytes: int = 0) -> None: ...
-    def request_sent(self, connection_id: str, nbytes: int = 0) -> None: ...
-    def answer_received(self, connection_id: str, nbytes: int, *, ok: bool, latency_ms: float | None) -> None: ...
-    def record_error(self, connection_id: str, kind: str = "error") -> None: ...
-    def record_reconnect(self, connection_id: str) -> None: ...
-    def subscribe(self, observer: StoreObserver) -> None: ...
-    def add_listener(self, callback: Callable[[StoreEvent], None]) -> None: ...
-
-
-def loop_clock() -> float:
-    """The running event loop's time. Raises :class:`UsageError` outside a loop: pass ``clock=`` then."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        raise UsageError("no running event loop to read the time from; pass now= or give the store a clock=") from None
 
 
 class InMemoryConnectionStore:
