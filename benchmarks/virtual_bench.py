@@ -186,7 +186,8 @@ OTHER = "other (mostly once per run: set-up, summary)"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("client library (wsfinal/)", ("/wsfinal/",)),
     ("exchange (simulator: protocol, nodes, service, market)", (
-        "/simulator/bitfinex.py", "/simulator/order_text.py", "/simulator/node.py", "/simulator/service.py",
+        "/simulator/bitfinex.py", "/simulator/order_text.py", "/simulator/node.py", "/simulator/node_connection.py",
+        "/simulator/service.py",
         "/simulator/market.py", "/simulator/book.py", "/simulator/exchange",
     )),
     ("transport and faults (simulator/memory.py, faults.py)", (

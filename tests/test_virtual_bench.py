@@ -109,6 +109,7 @@ def test_the_profile_splits_time_by_layer() -> None:
 
     assert layer_of("/x/wsfinal/traffic.py").startswith("client library")
     assert layer_of("/x/simulator/node.py").startswith("exchange")
+    assert layer_of("/x/simulator/node_connection.py").startswith("exchange")
     assert layer_of("/x/simulator/memory.py").startswith("transport")
     assert layer_of("/x/simulator/fault_link.py").startswith("transport")  # the faults engine, split in three
     assert layer_of("/usr/lib/python3.11/asyncio/events.py").startswith("virtual loop")
