@@ -90,6 +90,54 @@ def test_merge_equals_recording_the_union(a: list[float], b: list[float]) -> Non
     assert _nan_eq(ha.percentiles(QS), hu.percentiles(QS))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=300),
+    bulk=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=100),
+    qs=st.lists(st.floats(0.0, 100.0, allow_nan=False) | st.sampled_from([0.0, 50.0, 99.0, 100.0]), max_size=6),
+)
+def test_percentiles_by_bisection_equal_the_bucket_walk(
+    values: list[float], bulk: list[float], qs: list[float]
+) -> None:
+    # the fast path (running totals + bisection) against the reference walk, in any q order, with values below
+    # lowest, above highest, and numpy-recorded ones (record_many may round a bucket edge the other way)
+    h = LatencyHistogram(0.01)
+    for v in values:
+        h.record(v)
+    h.record_many(np.array(bulk))
+    fast, walk = h.percentiles(qs), h._percentiles_walk(qs)
+    assert len(fast) == len(qs)
+    assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
+
+
+def test_percentiles_of_inconsistent_counts_match_the_walk() -> None:
+    # from_dict takes counts as given: when they add up to less than count, ranks beyond them stay NaN both ways
+    h = LatencyHistogram.from_dict(
+        {"alpha": 0.01, "lowest": 1e-3, "highest": 1e6, "count": 10, "total": 10.0, "min": 1.0, "max": 2.0,
+         "counts": {str(LatencyHistogram()._index(1.5)): 4}}
+    )  # fmt: skip
+    qs = [99.0, 10.0, 50.0]
+    fast, walk = h.percentiles(qs), h._percentiles_walk(qs)
+    assert not math.isnan(fast[1]) and math.isnan(fast[0])
+    assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=200),
+    b=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=200),
+)
+def test_merge_by_slices_equals_adding_every_bucket(a: list[float], b: list[float]) -> None:
+    ha, hb = LatencyHistogram(), LatencyHistogram()
+    ha.record_many(np.array(a))
+    for v in b:
+        hb.record(v)
+    expected = [x + y for x, y in zip(ha._counts, hb._counts, strict=True)]
+    ha.merge(hb)
+    assert ha._counts == expected
+    assert ha.count == len(a) + len(b)
+
+
 def _nan_eq(x: list[float], y: list[float]) -> bool:
     return all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(x, y))
 

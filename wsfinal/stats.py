@@ -21,7 +21,10 @@ in an overflow bucket (reported as the exact maximum seen). Every estimate is cl
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from operator import add
 from typing import Any
 
 from .exceptions import ConfigurationError
@@ -177,6 +180,35 @@ class LatencyHistogram:
         nq = len(qs)
         order = sorted(range(nq), key=qs.__getitem__)
         n1 = self.count - 1
+        out = [math.nan] * nq
+        if nq == 0:
+            return out
+        lo, hi = self.min, self.max
+        top = self._top
+        # Running totals of the occupied buckets in C (accumulate) and each rank's bucket by bisection: the first
+        # bucket whose running total exceeds the rank, what a walk bucket by bucket finds (see _percentiles_walk,
+        # kept as the reference the tests compare with). Analytics asks this of every connection's histogram at
+        # every interval, over a few hundred buckets each: the walk was most of an interval's cost.
+        occupied = self._occupied()
+        first = occupied.start
+        running = list(accumulate(self._counts[first : occupied.stop]))
+        size = len(running)
+        for j in order:
+            b = bisect_right(running, math.floor(qs[j] / 100.0 * n1))
+            if b == size:
+                break  # counts short of self.count (only an inconsistent from_dict): the rest stay NaN, as the walk
+            i = first + b
+            v = self._value_of(i) if i < top else hi
+            out[j] = lo if v < lo else hi if v > hi else v
+        return out
+
+    def _percentiles_walk(self, qs: Sequence[float]) -> list[float]:
+        """:meth:`percentiles` bucket by bucket in Python: the reference the tests hold the fast path to."""
+        nq = len(qs)
+        if self.count == 0:
+            return [math.nan for _ in qs]
+        order = sorted(range(nq), key=qs.__getitem__)
+        n1 = self.count - 1
         ranks = [math.floor(qs[j] / 100.0 * n1) for j in order]
         out = [math.nan] * nq
         if nq == 0:
@@ -228,12 +260,11 @@ class LatencyHistogram:
                 (other.alpha, other.lowest, other.highest),
                 f"cannot merge: expected alpha/lowest/highest {(self.alpha, self.lowest, self.highest)}",
             )
-        mine = self._counts
-        theirs = other._counts
-        for i in other._occupied():
-            c = theirs[i]
-            if c:
-                mine[i] += c
+        # Bucket-wise addition over other's occupied range, in C (map over two slices): analytics merges every
+        # connection's histogram into its type's at every interval.
+        occupied = other._occupied()
+        a, b = occupied.start, occupied.stop
+        self._counts[a:b] = map(add, self._counts[a:b], other._counts[a:b])
         self.count += other.count
         self.total += other.total
         self.min = min(self.min, other.min)
