@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wsfinal.exceptions import ConfigurationError
@@ -377,3 +377,80 @@ def test_trend_fits_moved_to_wsfinal_trend_are_still_importable_from_stats() -> 
 
     for name in ("HoltTrend", "TrendFit", "linear_trend"):
         assert getattr(wsfinal.stats, name) is getattr(wsfinal.trend, name)
+
+
+class _OldCounterAdd:
+    """SlidingWindowCounter.add before its float-compare fast path: the reference for the property test."""
+
+    @staticmethod
+    def add(c: SlidingWindowCounter, now: float, n: float = 1.0) -> None:
+        if now >= 0.0:
+            slot = int(now * c._inv_slot)
+            if slot == c._head:
+                c._counts[slot % c._nb] += n
+                return
+        slot = c._advance(now)
+        assert c._head is not None
+        if slot <= c._head - c._nb:
+            return
+        c._counts[slot % c._nb] += n
+        if c.first is None or now < c.first:
+            c.first = now
+
+
+def _old_quantile_add(w: WindowedQuantile, value: float, now: float) -> None:
+    """WindowedQuantile.add before its float-compare fast path: the reference for the property test."""
+    slot = int(now * w._inv_slot) if now >= 0.0 else math.floor(now * w._inv_slot)
+    if slot == w._head:
+        d = w._cur
+    else:
+        head = w._head
+        if head is None or slot > head:
+            w._expire(slot)
+            d = w._cur
+        elif slot <= head - w._nb:
+            return
+        else:
+            d = w._slots[slot % w._nb]
+    key = int(math.log(value * w._inv_lowest) * w._inv_lg) if value > w.lowest else -1
+    d[key] = d.get(key, 0) + 1
+    w._totals[key] = w._totals.get(key, 0) + 1
+
+
+# absolute times, in any order: many exactly on slot edges (multiples of 1/8 s), negative ones, random ones
+_TIMES = st.lists(
+    st.tuples(st.integers(-24, 120).map(lambda k: k / 8) | st.floats(-3.0, 15.0, allow_nan=False), st.floats(0, 50)),
+    max_size=80,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=_TIMES, start=st.sampled_from([0.0, 1e6]), buckets=st.sampled_from([1, 2, 3, 4, 8, 16]))
+@example(steps=[(-0.125, 1.0), (-0.25, 1.0)], start=0.0, buckets=8)  # an earlier event in a negative head slot
+def test_counter_fast_add_equals_the_int_slot_add(steps: list[tuple[float, float]], start: float, buckets: int) -> None:
+    # times around slot edges, going back within and beyond the window, negative ones (which set `first`)
+    fast, ref = SlidingWindowCounter(2.0, buckets), SlidingWindowCounter(2.0, buckets)
+    now = start
+    for t, n in steps:
+        now = start + t
+        fast.add(now, n)
+        _OldCounterAdd.add(ref, now, n)
+        assert (fast._counts, fast._head, fast.first) == (ref._counts, ref._head, ref.first)
+    assert fast.total(now) == ref.total(now) and fast.rate(now + 0.3) == ref.rate(now + 0.3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=_TIMES, start=st.sampled_from([0.0, 1e6]), slots=st.sampled_from([1, 2, 3, 4, 8, 16]))
+def test_windowed_quantile_fast_add_equals_the_int_slot_add(
+    steps: list[tuple[float, float]], start: float, slots: int
+) -> None:
+    fast, ref = WindowedQuantile(2.0, slots), WindowedQuantile(2.0, slots)
+    now = start
+    for t, value in steps:
+        now = start + t
+        fast.add(value, now)
+        _old_quantile_add(ref, value, now)
+        assert (fast._slots, fast._totals, fast._head) == (ref._slots, ref._totals, ref._head)
+    for q in (0.0, 0.5, 0.99):
+        a, b = fast.quantile(q, now), ref.quantile(q, now)
+        assert a[1] == b[1] and (a[0] == b[0] or (math.isnan(a[0]) and math.isnan(b[0])))

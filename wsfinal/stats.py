@@ -384,7 +384,7 @@ class SlidingWindowCounter:
     than the newest slot minus the window are ignored; memory is ``buckets`` numbers.
     """
 
-    __slots__ = ("_counts", "_head", "_inv_slot", "_nb", "_slot_s", "first", "window_s")
+    __slots__ = ("_counts", "_cur", "_head", "_hi", "_inv_slot", "_lo", "_nb", "_slot_s", "first", "window_s")
 
     def __init__(self, window_s: float = 60.0, buckets: int = 60) -> None:
         if not window_s > 0.0:
@@ -398,12 +398,21 @@ class SlidingWindowCounter:
         self._counts: list[float] = [0.0] * buckets
         self._head: int | None = None  # absolute slot number of the newest slot
         self.first: float | None = None
+        # add()'s fast path: now * _inv_slot in [_lo, _hi) is the head slot, whose counter is _counts[_cur]
+        self._lo = self._hi = math.inf
+        self._cur = 0
+
+    def _set_head(self, slot: int) -> None:
+        self._head = slot
+        self._cur = slot % self._nb
+        # [slot, slot + 1) as floats: exact below 2**53; a negative head takes the slow path (it sets `first`)
+        self._lo, self._hi = (float(slot), float(slot + 1)) if 0 <= slot < 2**53 else (math.inf, math.inf)
 
     def _advance(self, now: float) -> int:
         slot = math.floor(now * self._inv_slot)
         head = self._head
         if head is None:
-            self._head = slot
+            self._set_head(slot)
         elif slot > head:
             gap = slot - head
             if gap >= self._nb:
@@ -411,16 +420,18 @@ class SlidingWindowCounter:
             else:
                 for s in range(head + 1, slot + 1):
                     self._counts[s % self._nb] = 0.0
-            self._head = slot
+            self._set_head(slot)
         return slot
 
     def add(self, now: float, n: float = 1.0) -> None:
         """Count ``n`` events at time ``now``."""
-        if now >= 0.0:
-            slot = int(now * self._inv_slot)
-            if slot == self._head:  # fast path: same slot as the previous event
-                self._counts[slot % self._nb] += n
-                return
+        # Fast path, once per request (the analytics' operation window): an event in the head slot, found by two
+        # float comparisons rather than int() and the slot's index, both kept by _set_head. Same as the slow path
+        # below for such an event (which leaves `first` alone when the head is >= 0, as it is then).
+        x = now * self._inv_slot
+        if self._lo <= x < self._hi:
+            self._counts[self._cur] += n
+            return
         slot = self._advance(now)
         assert self._head is not None
         if slot <= self._head - self._nb:
@@ -510,8 +521,8 @@ class WindowedQuantile:
     ``alpha`` of that sample; values at or below ``lowest`` count as 0. Memory: the occupied buckets of each slot.
     """
 
-    __slots__ = ("_cur", "_head", "_inv_lg", "_inv_lowest", "_inv_slot", "_lg", "_nb", "_slots", "_totals", "alpha",
-                 "lowest", "window_s")  # fmt: skip
+    __slots__ = ("_cur", "_head", "_hi", "_inv_lg", "_inv_lowest", "_inv_slot", "_lg", "_lo", "_nb", "_slots",
+                 "_totals", "alpha", "lowest", "window_s")  # fmt: skip
 
     def __init__(self, window_s: float = 10.0, slots: int = 10, alpha: float = 0.02, lowest: float = 1e-3) -> None:
         if not (isinstance(window_s, int | float) and 0.0 < window_s < math.inf):
@@ -534,6 +545,7 @@ class WindowedQuantile:
         self._totals: dict[int, int] = {}
         self._head: int | None = None  # absolute number of the newest slot
         self._cur = self._slots[0]  # its histogram
+        self._lo = self._hi = math.inf  # add()'s fast path: now * _inv_slot in [_lo, _hi) is the head slot
 
     def _expire(self, slot: int) -> None:
         """Make ``slot`` (newer than the head) the head: subtract the slots leaving the window from the totals."""
@@ -555,13 +567,17 @@ class WindowedQuantile:
                 d.clear()
         self._head = slot
         self._cur = self._slots[slot % self._nb]
+        # floor(x) == slot exactly when slot <= x < slot + 1 (as floats: exact for |slot| < 2**53)
+        self._lo, self._hi = (float(slot), float(slot + 1)) if -(2**53) < slot < 2**53 else (math.inf, math.inf)
 
     def add(self, value: float, now: float) -> None:
         """One sample at ``now``. A sample older than the window is ignored; times may go back within it."""
-        slot = int(now * self._inv_slot) if now >= 0.0 else math.floor(now * self._inv_slot)
-        if slot == self._head:
+        # Once per request: a sample in the head slot is found by two float comparisons (no int() call).
+        x = now * self._inv_slot
+        if self._lo <= x < self._hi:
             d = self._cur
         else:
+            slot = int(x) if now >= 0.0 else math.floor(x)
             head = self._head
             if head is None or slot > head:
                 self._expire(slot)
