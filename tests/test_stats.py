@@ -414,7 +414,8 @@ def _old_quantile_add(w: WindowedQuantile, value: float, now: float) -> None:
             d = w._slots[slot % w._nb]
     key = int(math.log(value * w._inv_lowest) * w._inv_lg) if value > w.lowest else -1
     d[key] = d.get(key, 0) + 1
-    w._totals[key] = w._totals.get(key, 0) + 1
+    if w._totals is not None:  # kept once a whole-window query built them
+        w._totals[key] = w._totals.get(key, 0) + 1
 
 
 # absolute times, in any order: many exactly on slot edges (multiples of 1/8 s), negative ones, random ones
@@ -454,3 +455,35 @@ def test_windowed_quantile_fast_add_equals_the_int_slot_add(
     for q in (0.0, 0.5, 0.99):
         a, b = fast.quantile(q, now), ref.quantile(q, now)
         assert a[1] == b[1] and (a[0] == b[0] or (math.isnan(a[0]) and math.isnan(b[0])))
+
+
+def _slot_sum(w: WindowedQuantile) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for d in w._slots:
+        for key, c in d.items():
+            out[key] = out.get(key, 0) + c
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(-8, 400).map(lambda k: k / 16), st.floats(0, 50), st.booleans()), max_size=80)
+)
+def test_windowed_quantile_totals_built_late_equal_totals_kept_from_the_start(
+    steps: list[tuple[float, float, bool]],
+) -> None:
+    # `always` is asked at every step (its totals kept from the first sample on), `late` only at some steps (its
+    # totals built from the slots at the first whole-window query, then kept): same answers, same totals
+    always, late = WindowedQuantile(2.0, 8), WindowedQuantile(2.0, 8)
+    for t, value, ask in steps:
+        always.add(value, t)
+        late.add(value, t)
+        expected = always.quantile(0.9, t)
+        assert always._totals == _slot_sum(always)
+        if ask:
+            assert late.quantile(0.5, t, window_s=0.5) == always.quantile(0.5, t, window_s=0.5)  # totals not used
+            got = late.quantile(0.9, t)
+            assert got[1] == expected[1] and (got[0] == expected[0] or (math.isnan(got[0]) and math.isnan(expected[0])))
+            assert late._totals == _slot_sum(late)
+            assert late.count(t) == always.count(t)
+    assert (late._totals is None) == (not any(ask for _, _, ask in steps))

@@ -515,7 +515,8 @@ class WindowedQuantile:
     ``slots`` time slots (the window is the slot holding ``now`` and the ``slots - 1`` before it, so it reaches
     back between ``window_s - slot`` and ``window_s`` seconds, as :class:`SlidingWindowCounter`), each a sparse
     log-bucketed histogram (bucket -> count, DDSketch buckets of relative error ``alpha``), plus running totals
-    over the whole window: ``add`` updates two dict entries; a slot leaving the window is subtracted once.
+    over the whole window once a query asked for the whole window: ``add`` then updates two dict entries (one
+    before: a connection nobody asks about pays no totals); a slot leaving the window is subtracted once.
     ``quantile(q, now)`` sorts the occupied buckets (a few dozen) and returns the representative of the bucket
     holding the sample of rank ``floor(q * (n - 1))`` (numpy ``method="lower"``): within relative error
     ``alpha`` of that sample; values at or below ``lowest`` count as 0. Memory: the occupied buckets of each slot.
@@ -542,7 +543,10 @@ class WindowedQuantile:
         self._lg = _log((1.0 + alpha) / (1.0 - alpha))
         self._inv_lg = 1.0 / self._lg
         self._slots: list[dict[int, int]] = [{} for _ in range(slots)]
-        self._totals: dict[int, int] = {}
+        # Running totals over the window: None until a whole-window query builds them from the slots (the sum of
+        # _slots); add() and _expire() keep them from then on. Every request adds a sample, quantiles are asked
+        # for rarely (alert rules) or never (the bench set-up), so that add costs one dict update, not two.
+        self._totals: dict[int, int] | None = None
         self._head: int | None = None  # absolute number of the newest slot
         self._cur = self._slots[0]  # its histogram
         self._lo = self._hi = math.inf  # add()'s fast path: now * _inv_slot in [_lo, _hi) is the head slot
@@ -553,17 +557,19 @@ class WindowedQuantile:
         if head is None or slot - head >= self._nb:
             for d in self._slots:
                 d.clear()
-            self._totals.clear()
+            if self._totals is not None:
+                self._totals.clear()
         else:
             totals = self._totals
             for s in range(head + 1, slot + 1):
                 d = self._slots[s % self._nb]
-                for key, c in d.items():
-                    left = totals[key] - c
-                    if left:
-                        totals[key] = left
-                    else:
-                        del totals[key]
+                if totals is not None:
+                    for key, c in d.items():
+                        left = totals[key] - c
+                        if left:
+                            totals[key] = left
+                        else:
+                            del totals[key]
                 d.clear()
         self._head = slot
         self._cur = self._slots[slot % self._nb]
@@ -589,7 +595,8 @@ class WindowedQuantile:
         key = int(_log(value * self._inv_lowest) * self._inv_lg) if value > self.lowest else -1
         d[key] = d.get(key, 0) + 1
         totals = self._totals
-        totals[key] = totals.get(key, 0) + 1
+        if totals is not None:
+            totals[key] = totals.get(key, 0) + 1
 
     def count(self, now: float, window_s: float | None = None) -> int:
         """Samples in the window ending at ``now`` (the last ``window_s`` seconds, at most the full window)."""
@@ -604,7 +611,14 @@ class WindowedQuantile:
         assert self._head is not None
         m = self._nb if window_s is None else min(self._nb, max(1, math.ceil(window_s * self._inv_slot - 1e-9)))
         if m >= self._nb:
+            if self._totals is None:
+                self._totals = self._sum_slots(self._nb)
             return self._totals
+        return self._sum_slots(m)
+
+    def _sum_slots(self, m: int) -> dict[int, int]:
+        """Bucket counts of the newest ``m`` slots (the head and the ``m - 1`` before it)."""
+        assert self._head is not None
         merged: dict[int, int] = {}
         for s in range(self._head - m + 1, self._head + 1):
             for key, c in self._slots[s % self._nb].items():
