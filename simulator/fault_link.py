@@ -61,6 +61,15 @@ class Link:
         self._cache_key: tuple[int, ...] | None = None
         self._cache: dict[str, list[Any]] = {}
         self.dead = False
+        # The node's own latency and jitter, fixed for the link's life (FaultSchedule sets them once). Without
+        # jitter, deliver_at / deliver_pair_at are the draw-free variants below, bound to this link: they run once
+        # per frame on a plain link, and the jitter check and the schedule's attributes were a good part of them.
+        # The tests hold both variants to plan().
+        self._latency = schedule.base_latency_s
+        self._jitter = schedule.base_jitter_s
+        if not self._jitter:
+            self.deliver_at = self._deliver_at_fixed  # type: ignore[method-assign]
+            self.deliver_pair_at = self._deliver_pair_at_fixed  # type: ignore[method-assign]
 
     def _faults(self, direction: str, now: float) -> list[Any]:
         active = self.schedule.active(now)
@@ -101,10 +110,9 @@ class Link:
         """On a plain link (see :meth:`plain_until`): when a frame sent now in ``direction`` arrives, i.e. the time
         of the one delivery :meth:`plan` would return, with the same draw and the same FIFO bookkeeping."""
         st = self._dirs[direction]
-        sched = self.schedule
-        delay = sched.base_latency_s
-        if sched.base_jitter_s:
-            delay = max(0.0, delay + st.rng.gauss(0.0, sched.base_jitter_s))
+        delay = self._latency
+        if self._jitter:
+            delay = max(0.0, delay + st.rng.gauss(0.0, self._jitter))
         at = now + delay
         if at < st.last_at:
             at = st.last_at
@@ -115,9 +123,8 @@ class Link:
         """:meth:`deliver_at` twice (two frames sent back to back at ``now``), in one call: same draws, same
         order, same FIFO bookkeeping."""
         st = self._dirs[direction]
-        sched = self.schedule
-        delay = second = sched.base_latency_s
-        jitter = sched.base_jitter_s
+        delay = second = self._latency
+        jitter = self._jitter
         if jitter:
             gauss = st.rng.gauss
             delay = max(0.0, delay + gauss(0.0, jitter))
@@ -130,6 +137,25 @@ class Link:
             at_second = at
         st.last_at = at_second
         return at, at_second
+
+    def _deliver_at_fixed(self, direction: str, now: float) -> float:
+        """:meth:`deliver_at` of a link without jitter (no draw): bound as ``deliver_at`` when the link opens."""
+        st = self._dirs[direction]
+        at = now + self._latency
+        if at < st.last_at:
+            at = st.last_at
+        st.last_at = at
+        return at
+
+    def _deliver_pair_at_fixed(self, direction: str, now: float) -> tuple[float, float]:
+        """:meth:`deliver_pair_at` of a link without jitter: both frames take the same latency, so the second
+        arrives with the first (FIFO)."""
+        st = self._dirs[direction]
+        at = now + self._latency
+        if at < st.last_at:
+            at = st.last_at
+        st.last_at = at
+        return at, at
 
     def stalled(self, direction: str, now: float) -> bool:
         """True while a ``timeout`` fault stops all data in ``direction`` (a half-open link when ``timeout`` is 0).

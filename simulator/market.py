@@ -22,6 +22,7 @@ How a shell drives it::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -204,7 +205,11 @@ class MarketFeed:
         self._max_catchup = int(max_catchup_steps)
         self._seq = 0
         self._trade_id = 1_400_000_000
-        self._order_id = 120_000_000_000
+        # next_order_id() hands out node-wide unique order ids, deterministic (they depend only on call order):
+        # the exchange asks one per order, so it is a C-level counter's __next__ rather than a Python method
+        # (a frame per order for an increment).
+        self._order_ids = itertools.count(120_000_000_001)
+        self.next_order_id: Callable[[], int] = self._order_ids.__next__
         self._filled = False  # the initial books are drawn on first use (see _ensure_filled)
 
     def _ensure_filled(self) -> None:
@@ -245,10 +250,11 @@ class MarketFeed:
         """Milliseconds since the Unix epoch for clock value ``now`` (Bitfinex MTS)."""
         return round((self.epoch_s + now) * 1000.0)
 
-    def next_order_id(self) -> int:
-        """A node-wide unique order id (deterministic: depends only on call order)."""
-        self._order_id += 1
-        return self._order_id
+    @property
+    def _order_id(self) -> int:
+        """The last order id handed out by :attr:`next_order_id` (for tests; ``count`` shows its next value only in
+        its repr)."""
+        return int(repr(self._order_ids)[6:-1]) - 1
 
     # ----------------------------------------------------------------- subscriptions
 

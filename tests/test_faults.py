@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.fault_link import Link
 from simulator.faults import (
     KINDS,
     AbortLink,
@@ -406,6 +407,39 @@ def test_deliver_pair_at_is_deliver_at_twice(
         else:
             assert paired.deliver_at("down", now) == single.deliver_at("down", now)
     assert paired.plan("down", STREAM, now) == single.plan("down", STREAM, now)  # same draws, same FIFO state
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0, 0.05),
+    st.lists(st.tuples(st.floats(0, 0.01), st.integers(0, 2)), min_size=1, max_size=40),
+    st.integers(0, 99),
+)
+def test_jitter_free_fast_variants_equal_the_general_methods_and_plan(
+    latency: float, steps: list[tuple[float, int]], seed: int
+) -> None:
+    # without jitter a link binds draw-free deliver_at / deliver_pair_at; the general methods (called through the
+    # class) and plan() must give the same times and leave the same FIFO state
+    fast = sched(base_latency_s=latency, seed=seed).open_link()
+    general = sched(base_latency_s=latency, seed=seed).open_link()
+    planned = sched(base_latency_s=latency, seed=seed).open_link()
+    assert fast.deliver_at.__func__ is Link._deliver_at_fixed  # type: ignore[attr-defined]
+    now = 0.0
+    for gap, what in steps:
+        now += gap
+        direction = "up" if what == 1 else "down"
+        if what == 2:
+            pair = fast.deliver_pair_at("down", now)
+            assert pair == Link.deliver_pair_at(general, "down", now)
+            assert [d.at for d in planned.plan("down", STREAM, now) + planned.plan("down", STREAM, now)] == list(pair)
+        else:
+            at = fast.deliver_at(direction, now)
+            assert at == Link.deliver_at(general, direction, now)
+            assert planned.plan(direction, STREAM, now) == [Deliver(at, STREAM)]
+    for d in ("down", "up"):
+        assert fast._dirs[d].last_at == general._dirs[d].last_at == planned._dirs[d].last_at
+    jittery = sched(base_latency_s=latency, base_jitter_s=0.001, seed=seed).open_link()
+    assert jittery.deliver_at.__func__ is Link.deliver_at  # type: ignore[attr-defined]
 
 
 def test_plain_until_ignores_base_latency_but_not_faults() -> None:

@@ -325,8 +325,12 @@ def test_bad_configuration_names_the_field(symbols: object, kw: dict[str, object
 def test_mts_and_order_ids() -> None:
     f = feed(1, epoch_s=1_600_000_000.0)
     assert f.mts(1.5) == 1_600_000_001_500
+    assert f._order_id == 120_000_000_000  # none handed out yet: the first is 120_000_000_001, as before
     first = f.next_order_id()
-    assert f.next_order_id() == first + 1
+    assert first == 120_000_000_001 and f._order_id == first
+    assert [f.next_order_id() for _ in range(3)] == [first + 1, first + 2, first + 3]
+    assert f._order_id == first + 3
+    assert feed(2).next_order_id() == first  # per feed, not global
 
 
 @settings(max_examples=25, deadline=None)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wsfinal.exceptions import ConfigurationError
@@ -88,6 +88,54 @@ def test_merge_equals_recording_the_union(a: list[float], b: list[float]) -> Non
     assert ha.count == hu.count and ha.min == hu.min and ha.max == hu.max
     assert math.isclose(ha.total, hu.total, rel_tol=1e-9, abs_tol=1e-9)
     assert _nan_eq(ha.percentiles(QS), hu.percentiles(QS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=300),
+    bulk=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=100),
+    qs=st.lists(st.floats(0.0, 100.0, allow_nan=False) | st.sampled_from([0.0, 50.0, 99.0, 100.0]), max_size=6),
+)
+def test_percentiles_by_bisection_equal_the_bucket_walk(
+    values: list[float], bulk: list[float], qs: list[float]
+) -> None:
+    # the fast path (running totals + bisection) against the reference walk, in any q order, with values below
+    # lowest, above highest, and numpy-recorded ones (record_many may round a bucket edge the other way)
+    h = LatencyHistogram(0.01)
+    for v in values:
+        h.record(v)
+    h.record_many(np.array(bulk))
+    fast, walk = h.percentiles(qs), h._percentiles_walk(qs)
+    assert len(fast) == len(qs)
+    assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
+
+
+def test_percentiles_of_inconsistent_counts_match_the_walk() -> None:
+    # from_dict takes counts as given: when they add up to less than count, ranks beyond them stay NaN both ways
+    h = LatencyHistogram.from_dict(
+        {"alpha": 0.01, "lowest": 1e-3, "highest": 1e6, "count": 10, "total": 10.0, "min": 1.0, "max": 2.0,
+         "counts": {str(LatencyHistogram()._index(1.5)): 4}}
+    )  # fmt: skip
+    qs = [99.0, 10.0, 50.0]
+    fast, walk = h.percentiles(qs), h._percentiles_walk(qs)
+    assert not math.isnan(fast[1]) and math.isnan(fast[0])
+    assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=200),
+    b=st.lists(st.floats(0.0, 2e6, allow_nan=False), max_size=200),
+)
+def test_merge_by_slices_equals_adding_every_bucket(a: list[float], b: list[float]) -> None:
+    ha, hb = LatencyHistogram(), LatencyHistogram()
+    ha.record_many(np.array(a))
+    for v in b:
+        hb.record(v)
+    expected = [x + y for x, y in zip(ha._counts, hb._counts, strict=True)]
+    ha.merge(hb)
+    assert ha._counts == expected
+    assert ha.count == len(a) + len(b)
 
 
 def _nan_eq(x: list[float], y: list[float]) -> bool:
@@ -329,3 +377,113 @@ def test_trend_fits_moved_to_wsfinal_trend_are_still_importable_from_stats() -> 
 
     for name in ("HoltTrend", "TrendFit", "linear_trend"):
         assert getattr(wsfinal.stats, name) is getattr(wsfinal.trend, name)
+
+
+class _OldCounterAdd:
+    """SlidingWindowCounter.add before its float-compare fast path: the reference for the property test."""
+
+    @staticmethod
+    def add(c: SlidingWindowCounter, now: float, n: float = 1.0) -> None:
+        if now >= 0.0:
+            slot = int(now * c._inv_slot)
+            if slot == c._head:
+                c._counts[slot % c._nb] += n
+                return
+        slot = c._advance(now)
+        assert c._head is not None
+        if slot <= c._head - c._nb:
+            return
+        c._counts[slot % c._nb] += n
+        if c.first is None or now < c.first:
+            c.first = now
+
+
+def _old_quantile_add(w: WindowedQuantile, value: float, now: float) -> None:
+    """WindowedQuantile.add before its float-compare fast path: the reference for the property test."""
+    slot = int(now * w._inv_slot) if now >= 0.0 else math.floor(now * w._inv_slot)
+    if slot == w._head:
+        d = w._cur
+    else:
+        head = w._head
+        if head is None or slot > head:
+            w._expire(slot)
+            d = w._cur
+        elif slot <= head - w._nb:
+            return
+        else:
+            d = w._slots[slot % w._nb]
+    key = int(math.log(value * w._inv_lowest) * w._inv_lg) if value > w.lowest else -1
+    d[key] = d.get(key, 0) + 1
+    if w._totals is not None:  # kept once a whole-window query built them
+        w._totals[key] = w._totals.get(key, 0) + 1
+
+
+# absolute times, in any order: many exactly on slot edges (multiples of 1/8 s), negative ones, random ones
+_TIMES = st.lists(
+    st.tuples(st.integers(-24, 120).map(lambda k: k / 8) | st.floats(-3.0, 15.0, allow_nan=False), st.floats(0, 50)),
+    max_size=80,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=_TIMES, start=st.sampled_from([0.0, 1e6]), buckets=st.sampled_from([1, 2, 3, 4, 8, 16]))
+@example(steps=[(-0.125, 1.0), (-0.25, 1.0)], start=0.0, buckets=8)  # an earlier event in a negative head slot
+def test_counter_fast_add_equals_the_int_slot_add(steps: list[tuple[float, float]], start: float, buckets: int) -> None:
+    # times around slot edges, going back within and beyond the window, negative ones (which set `first`)
+    fast, ref = SlidingWindowCounter(2.0, buckets), SlidingWindowCounter(2.0, buckets)
+    now = start
+    for t, n in steps:
+        now = start + t
+        fast.add(now, n)
+        _OldCounterAdd.add(ref, now, n)
+        assert (fast._counts, fast._head, fast.first) == (ref._counts, ref._head, ref.first)
+    assert fast.total(now) == ref.total(now) and fast.rate(now + 0.3) == ref.rate(now + 0.3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=_TIMES, start=st.sampled_from([0.0, 1e6]), slots=st.sampled_from([1, 2, 3, 4, 8, 16]))
+def test_windowed_quantile_fast_add_equals_the_int_slot_add(
+    steps: list[tuple[float, float]], start: float, slots: int
+) -> None:
+    fast, ref = WindowedQuantile(2.0, slots), WindowedQuantile(2.0, slots)
+    now = start
+    for t, value in steps:
+        now = start + t
+        fast.add(value, now)
+        _old_quantile_add(ref, value, now)
+        assert (fast._slots, fast._totals, fast._head) == (ref._slots, ref._totals, ref._head)
+    for q in (0.0, 0.5, 0.99):
+        a, b = fast.quantile(q, now), ref.quantile(q, now)
+        assert a[1] == b[1] and (a[0] == b[0] or (math.isnan(a[0]) and math.isnan(b[0])))
+
+
+def _slot_sum(w: WindowedQuantile) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for d in w._slots:
+        for key, c in d.items():
+            out[key] = out.get(key, 0) + c
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(-8, 400).map(lambda k: k / 16), st.floats(0, 50), st.booleans()), max_size=80)
+)
+def test_windowed_quantile_totals_built_late_equal_totals_kept_from_the_start(
+    steps: list[tuple[float, float, bool]],
+) -> None:
+    # `always` is asked at every step (its totals kept from the first sample on), `late` only at some steps (its
+    # totals built from the slots at the first whole-window query, then kept): same answers, same totals
+    always, late = WindowedQuantile(2.0, 8), WindowedQuantile(2.0, 8)
+    for t, value, ask in steps:
+        always.add(value, t)
+        late.add(value, t)
+        expected = always.quantile(0.9, t)
+        assert always._totals == _slot_sum(always)
+        if ask:
+            assert late.quantile(0.5, t, window_s=0.5) == always.quantile(0.5, t, window_s=0.5)  # totals not used
+            got = late.quantile(0.9, t)
+            assert got[1] == expected[1] and (got[0] == expected[0] or (math.isnan(got[0]) and math.isnan(expected[0])))
+            assert late._totals == _slot_sum(late)
+            assert late.count(t) == always.count(t)
+    assert (late._totals is None) == (not any(ask for _, _, ask in steps))
