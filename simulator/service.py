@@ -81,7 +81,7 @@ class ServiceDistribution:
         _check_positive("scale", scale)
         path = Path(path)
         try:
-            with path.open(newline="") as fh:
+            with path.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's byte order mark is not data
                 reader = csv.DictReader(fh)
                 if reader.fieldnames is None or column not in reader.fieldnames:
                     raise ConfigurationError(

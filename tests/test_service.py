@@ -210,3 +210,10 @@ def test_in_system_counts_the_accepted_requests_not_yet_done(
                 assert svc.in_system(t) == sum(1 for d in done if d > t)
         assert svc.in_system(t) == sum(1 for d in done if d > t)
         assert len(svc._completions) <= max(4, 2 * (workers + limit + 1)) + 1
+
+
+def test_from_csv_reads_a_file_with_a_byte_order_mark(tmp_path) -> None:
+    path = tmp_path / "latencies.csv"
+    path.write_bytes("\ufeffvalue\n2.0\n4.0\n".encode())  # as spreadsheets write UTF-8
+    dist = ServiceDistribution.from_csv(path, "value", unit="ms")
+    assert dist.mean_s == pytest.approx(0.003)  # both samples: the first row is data, not a header
