@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks import statistics as st
 from simulator.results import OUTCOMES, RunResult, machine_info, software_versions
+from simulator.run_summary import scenario_block
 from simulator.scenario import Scenario
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.manager import derive_seeds
@@ -390,7 +391,7 @@ def compare(
     data = build_comparison(
         results,
         names,
-        scenario=_scenario_block(scenario),
+        scenario=scenario_block(scenario),
         scenario_params=_plain(scenario),
         mode=mode,
         base_seed=base,
@@ -406,20 +407,6 @@ def compare(
 def _finish(metrics: dict[str, Any], rel: str) -> dict[str, Any]:
     metrics["dir"] = rel  # relative, so the directory can be moved or attached as a CI artefact
     return metrics
-
-
-def _scenario_block(scenario: Scenario) -> dict[str, Any]:
-    return {
-        "name": scenario.name,
-        "description": scenario.description,
-        "source": scenario.source,
-        "duration_s": scenario.duration_s,
-        "warmup_s": scenario.warmup_s,
-        "nodes": [n.id for n in scenario.nodes],
-        "faults": [
-            {"kind": f.kind, "at_s": f.at_s, "duration_s": f.duration_s, "node": f.node} for f in scenario.faults
-        ],
-    }
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -56,6 +56,26 @@ def _plain(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def scenario_block(scenario: Scenario) -> dict[str, Any]:
+    """The ``scenario`` part of a summary (and of a comparison): name, description, source, timing, nodes,
+    faults and workload, as plain data."""
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "source": scenario.source,
+        "duration_s": scenario.duration_s,
+        "warmup_s": scenario.warmup_s,
+        "nodes": [n.id for n in scenario.nodes],
+        "faults": [
+            {"kind": f.kind, "at_s": f.at_s, "duration_s": f.duration_s, "node": f.node} for f in scenario.faults
+        ],
+        "workload": [
+            {"type": w.connection_type.value, "arrival": w.arrival, "rate_per_s": w.rate_per_s}
+            for w in scenario.workload
+        ],
+    }
+
+
 def build_summary(
     scenario: Scenario,
     opts: RunOptions,
@@ -100,21 +120,7 @@ def build_summary(
         "schema_version": SCHEMA_VERSION,
         "status": status,
         "error": error,
-        "scenario": {
-            "name": scenario.name,
-            "description": scenario.description,
-            "source": scenario.source,
-            "duration_s": scenario.duration_s,
-            "warmup_s": scenario.warmup_s,
-            "nodes": [n.id for n in scenario.nodes],
-            "faults": [
-                {"kind": f.kind, "at_s": f.at_s, "duration_s": f.duration_s, "node": f.node} for f in scenario.faults
-            ],
-            "workload": [
-                {"type": w.connection_type.value, "arrival": w.arrival, "rate_per_s": w.rate_per_s}
-                for w in scenario.workload
-            ],
-        },
+        "scenario": scenario_block(scenario),
         "strategy": opts.strategy.value,
         "seed": opts.seed,
         "mode": opts.mode,
@@ -172,4 +178,4 @@ def describe(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["build_summary", "collect_manager_events", "describe"]
+__all__ = ["build_summary", "collect_manager_events", "describe", "scenario_block"]
