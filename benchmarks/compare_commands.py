@@ -26,6 +26,10 @@ TABLE: tuple[tuple[str, str, int], ...] = (
 )
 
 
+#: Significant pairs printed per metric in the terminal table; the rest are counted (all are in the report).
+SIGNIFICANT_PER_METRIC = 5
+
+
 def _num(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
@@ -81,11 +85,18 @@ def format_summary(data: dict[str, Any]) -> str:
     lines.append("cells: mean across seeds [bootstrap 95% CI]; ^ best tier and significantly better than another,")
     lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']})")
     sig = [t for r in data["rankings"].values() for t in r["tests"] if t["significant"]]
-    for t in sig:
-        worse = t["b"] if t["better"] == t["a"] else t["a"]
-        lines.append(
-            f"  {t['metric']}: {t['better']} better than {worse} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
-        )
+    for ranking in data["rankings"].values():
+        tests = sorted((t for t in ranking["tests"] if t["significant"]), key=lambda t: (t["p_adjusted"], t["p"]))
+        for t in tests[:SIGNIFICANT_PER_METRIC]:
+            worse = t["b"] if t["better"] == t["a"] else t["a"]
+            lines.append(
+                f"  {t['metric']}: {t['better']} better than {worse} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
+            )
+        if len(tests) > SIGNIFICANT_PER_METRIC:
+            lines.append(
+                f"  {tests[0]['metric']}: ... and {len(tests) - SIGNIFICANT_PER_METRIC} more significant pairs "
+                "(all in comparison.json and report.html)"
+            )
     if not sig:
         lines.append("  no significant differences")
     lines.extend(f"note: {n}" for n in data["rankings"].get("p99_ms", {}).get("notes", []))

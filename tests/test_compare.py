@@ -253,3 +253,23 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "comparison.json").write_text("{broken")
     assert cli_main(["report", str(tmp_path)]) == 2
     assert "comparison.json" in capsys.readouterr().err
+
+
+def test_format_summary_lists_the_strongest_significant_pairs_and_counts_the_rest(
+    comparison: tuple[ComparisonResult, Any],
+) -> None:
+    from benchmarks.compare_commands import SIGNIFICANT_PER_METRIC
+
+    data = copy.deepcopy(comparison[0].data)
+    n = SIGNIFICANT_PER_METRIC + 3
+    ranking = data["rankings"]["p99_ms"]
+    ranking["tests"] = [
+        {"metric": "p99_ms", "a": f"s{i}", "b": "round_robin", "better": f"s{i}", "significant": True,
+         "p": 0.001 * (n - i), "p_adjusted": 0.002 * (n - i)}
+        for i in range(n)
+    ]  # fmt: skip
+    text = format_summary(data)
+    listed = [line for line in text.splitlines() if line.startswith("  p99_ms: s")]
+    assert len(listed) == SIGNIFICANT_PER_METRIC
+    assert listed[0].startswith(f"  p99_ms: s{n - 1} better")  # the smallest adjusted p first
+    assert "p99_ms: ... and 3 more significant pairs" in text
