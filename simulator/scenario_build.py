@@ -10,9 +10,6 @@ all. The ``faults`` section is built by :mod:`simulator.fault_build`.
 from __future__ import annotations
 
 import contextlib
-import csv
-import itertools
-import math
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +28,10 @@ from .scenario import (
 )
 from .scenario_problems import ProblemLog, did_you_mean
 from .scenario_schema import DEFAULTS
+from .service_csv import ServiceCsvError, read_service_csv
 from .units import UnitError, format_duration, parse_duration, parse_rate, parse_size
 
 _EMPIRICAL_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-_MAX_CSV_ROWS = 1_000_000
-_MAX_CSV_BYTES = 64 << 20
 _SHARE_METRICS = frozenset({"success_rate", "error_rate", "timeout_rate"})
 
 
@@ -53,14 +49,6 @@ def _param_value(value: Any) -> Any:
         except UnitError:
             return value
     return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class _Builder(ProblemLog):
@@ -181,53 +169,16 @@ class _Builder(ProblemLog):
         return ServiceSpec(kind, workers, params, samples)
 
     def read_samples(self, csv_path: Path, column: str | int, factor: float, path: str) -> tuple[float, ...]:
-        """Service times in seconds from one column of a CSV (a header row is required for a column name)."""
+        """Service times in seconds from one column of a CSV (:mod:`simulator.service_csv` has the format).
+
+        A bad file is recorded as a problem at ``path.csv`` or ``path.column`` (the reason names the CSV file,
+        its line, the column and the value) and gives no samples.
+        """
         try:
-            if not csv_path.is_file():
-                self.problem(f"{path}.csv", f"{str(csv_path)!r} is not a file")
-                return ()
-            if csv_path.stat().st_size > _MAX_CSV_BYTES:
-                self.problem(f"{path}.csv", f"{str(csv_path)!r} is larger than {_MAX_CSV_BYTES} bytes")
-                return ()
-            # utf-8-sig: a byte order mark (spreadsheets write one) is not part of the first cell
-            with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-                rows = list(itertools.islice(csv.reader(fh), _MAX_CSV_ROWS + 1))
-        except (OSError, ValueError, csv.Error) as exc:  # ValueError: a NUL in the path, or not UTF-8
-            reason = getattr(exc, "strerror", None) or str(exc)
-            self.problem(f"{path}.csv", f"cannot read {str(csv_path)!r}: {reason}")
+            return read_service_csv(csv_path, column, factor=factor)
+        except ServiceCsvError as exc:
+            self.problem(f"{path}.{exc.key}", str(exc))
             return ()
-        if len(rows) > _MAX_CSV_ROWS:
-            self.problem(f"{path}.csv", f"{csv_path}: more than {_MAX_CSV_ROWS} rows")
-            return ()
-        if isinstance(column, str):
-            header = [h.strip() for h in rows[0]] if rows else []
-            if column not in header:
-                hint = did_you_mean(column, header)
-                self.problem(
-                    f"{path}.column", f"no column {column!r} in the header of {csv_path}{hint} (have: {header})"
-                )
-                return ()
-            index, body, first_line = header.index(column), rows[1:], 2
-        else:
-            index, body, first_line = column, rows, 1
-            if body and len(body[0]) > index and not _is_number(body[0][index]):
-                body, first_line = body[1:], 2  # a header row
-        out: list[float] = []
-        for line, row in enumerate(body, start=first_line):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if index >= len(row):
-                self.problem(f"{path}.column", f"{csv_path} line {line}: no column {column} ({len(row)} columns)")
-                return ()
-            cell = row[index].strip()
-            value = float(cell) * factor if _is_number(cell) else math.nan
-            if not math.isfinite(value) or value < 0:
-                self.problem(f"{path}.csv", f"{csv_path} line {line}: {cell!r} is not a non-negative number")
-                return ()
-            out.append(value)
-        if not out:
-            self.problem(f"{path}.csv", f"{csv_path}: no samples in column {column!r}")
-        return tuple(out)
 
     # --- clients -------------------------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ service times of requests arriving while it is set) and :meth:`ServiceModel.set_
 
 from __future__ import annotations
 
-import csv
 import heapq
 import math
 from collections import deque
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from wsfinal.exceptions import ConfigurationError
+
+from .service_csv import read_service_csv
 
 #: How many service times are drawn from the generator at once (draws are consumed in order, so batching does
 #: not change the sequence a seed gives).
@@ -62,40 +63,44 @@ class ServiceDistribution:
 
     @staticmethod
     def empirical(samples_s: Sequence[float] | np.ndarray) -> ServiceDistribution:
-        """Resample (bootstrap) the given measured service times, each equally likely."""
-        values = np.asarray(samples_s, dtype=float)
-        values = values[np.isfinite(values) & (values >= 0)]
+        """Resample (bootstrap) the given measured service times, each equally likely.
+
+        Every sample must be a finite number >= 0 and there must be at least one: a bad one raises
+        :class:`~wsfinal.exceptions.ConfigurationError` naming its index and value (none is dropped).
+        """
+        values = np.asarray(samples_s, dtype=float).ravel()
         if values.size == 0:
-            raise ConfigurationError("service.samples", len(samples_s), "no finite non-negative samples")
+            raise ConfigurationError("service.samples", [], "no samples: give at least one service time")
+        bad = np.flatnonzero(~(np.isfinite(values) & (values >= 0)))
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigurationError(
+                f"service.samples[{i}]", float(values[i]), "a service time must be a finite number >= 0"
+            )
         return ServiceDistribution(
             "empirical", lambda rng, n: values[rng.integers(0, values.size, n)], float(values.mean())
         )
 
     @staticmethod
     def from_csv(
-        path: str | Path, column: str = "value", *, unit: str = "ms", scale: float = 1.0
+        path: str | Path, column: str | int = "value", *, unit: str = "ms", scale: float = 1.0
     ) -> ServiceDistribution:
-        """Read one numeric column of a CSV of measured latencies (``unit`` in s/ms/us/ns, then times ``scale``)."""
+        """Resample the measured latencies in one column of a CSV (``unit`` in s/ms/us/ns, then times ``scale``).
+
+        The format is :mod:`simulator.service_csv`'s (the scenario loader reads the same way): a bad row, a
+        missing column or an empty file raises :class:`~simulator.service_csv.ServiceCsvError` (a
+        ``ConfigurationError``) naming the file, the line, the column and the value.
+        """
         if unit not in _UNITS:
             raise ConfigurationError("service.unit", unit, f"expected one of {', '.join(_UNITS)}")
         _check_positive("scale", scale)
-        path = Path(path)
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's byte order mark is not data
-                reader = csv.DictReader(fh)
-                if reader.fieldnames is None or column not in reader.fieldnames:
-                    raise ConfigurationError(
-                        "service.column", column, f"{path}: no such column (have {reader.fieldnames})"
-                    )
-                raw = []
-                for row in reader:
-                    try:
-                        raw.append(float(row[column]))
-                    except (TypeError, ValueError):
-                        continue
-        except OSError as exc:
-            raise ConfigurationError("service.csv", str(path), f"cannot read: {exc.strerror}") from exc
-        return ServiceDistribution.empirical(np.asarray(raw) * _UNITS[unit] * scale)
+        samples = read_service_csv(path, column, factor=_UNITS[unit] * scale)
+        return ServiceDistribution.empirical(samples)
+
+
+def _column(value: Any) -> str | int:
+    """A column index stays an index (``0``, not the header name ``"0"``); anything else is a name."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -126,7 +131,7 @@ def distribution_from_params(
                 path = Path(base_dir) / path
             return ServiceDistribution.from_csv(
                 path,
-                str(params.get("column", "value")),
+                _column(params.get("column", "value")),
                 unit=str(params.get("unit", "ms")),
                 scale=float(params.get("scale", 1.0)),
             )
