@@ -110,16 +110,13 @@ def test_percentiles_by_bisection_equal_the_bucket_walk(
     assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
 
 
-def test_percentiles_of_inconsistent_counts_match_the_walk() -> None:
-    # from_dict takes counts as given: when they add up to less than count, ranks beyond them stay NaN both ways
-    h = LatencyHistogram.from_dict(
-        {"alpha": 0.01, "lowest": 1e-3, "highest": 1e6, "count": 10, "total": 10.0, "min": 1.0, "max": 2.0,
-         "counts": {str(LatencyHistogram()._index(1.5)): 4}}
-    )  # fmt: skip
-    qs = [99.0, 10.0, 50.0]
-    fast, walk = h.percentiles(qs), h._percentiles_walk(qs)
-    assert not math.isnan(fast[1]) and math.isnan(fast[0])
-    assert all((math.isnan(p) and math.isnan(q)) or p == q for p, q in zip(fast, walk, strict=True))
+def test_from_dict_refuses_counts_that_do_not_add_up_to_count() -> None:
+    # from_dict once took counts as given, leaving ranks beyond them NaN; now it names the key, expected and got
+    with pytest.raises(ConfigurationError, match=r"count=10: expected 4 \(the sum of the bucket counts\), got 10"):
+        LatencyHistogram.from_dict(
+            {"alpha": 0.01, "lowest": 1e-3, "highest": 1e6, "count": 10, "total": 10.0, "min": 1.0, "max": 2.0,
+             "counts": {str(LatencyHistogram()._index(1.5)): 4}}
+        )  # fmt: skip
 
 
 @settings(max_examples=40, deadline=None)

@@ -18,9 +18,10 @@ in an overflow bucket (reported as the exact maximum seen). Every estimate is cl
 
 from __future__ import annotations
 
+import contextlib
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 from operator import add
 from typing import Any
@@ -28,6 +29,10 @@ from typing import Any
 from .exceptions import ConfigurationError
 
 __all__ = ["LatencyHistogram"]
+
+#: The keys of :meth:`LatencyHistogram.to_dict`, in its order; ``counts`` may be left out when empty.
+_DICT_KEYS = ("alpha", "lowest", "highest", "count", "total", "min", "max", "counts")
+_REQUIRED_KEYS = ("alpha", "lowest", "highest", "count", "total")
 
 _log = math.log
 _exp = math.exp
@@ -183,7 +188,7 @@ class LatencyHistogram:
         for j in order:
             b = bisect_right(running, math.floor(qs[j] / 100.0 * n1))
             if b == size:
-                break  # counts short of self.count (only an inconsistent from_dict): the rest stay NaN, as the walk
+                break  # counts short of self.count: from_dict refuses that, so only a corrupted object gets here
             i = first + b
             v = self._value_of(i) if i < top else hi
             out[j] = lo if v < lo else hi if v > hi else v
@@ -223,17 +228,14 @@ class LatencyHistogram:
         """The ``q``-th percentile (``0 <= q <= 100``) within relative error ``alpha``; NaN when empty."""
         return self.percentiles([q])[0]
 
+    def _bucket_range(self, i: int) -> tuple[float, float]:
+        if i == 0:
+            return (0.0, self.lowest)
+        return (self.lowest * self._gamma ** (i - 1), self.lowest * self._gamma**i)
+
     def buckets(self) -> list[tuple[float, float, int]]:
         """Occupied buckets as ``(low, high, count)``, for plots and reports."""
-        out: list[tuple[float, float, int]] = []
-        for i, c in enumerate(self._counts):
-            if not c:
-                continue
-            if i == 0:
-                out.append((0.0, self.lowest, c))
-            else:
-                out.append((self.lowest * self._gamma ** (i - 1), self.lowest * self._gamma**i, c))
-        return out
+        return [(*self._bucket_range(i), c) for i, c in enumerate(self._counts) if c]
 
     # -- combining ------------------------------------------------------------------------------------------
     def compatible(self, other: LatencyHistogram) -> bool:
@@ -263,8 +265,14 @@ class LatencyHistogram:
         return h
 
     def clear(self) -> None:
-        """Forget every sample, keeping the bucket list (cheap: reuse one histogram per interval)."""
-        self._counts[:] = [0] * self._nbuckets
+        """Forget every sample, keeping the bucket list (cheap: reuse one histogram per interval).
+
+        Only the occupied range is zeroed (every count lies there, see :meth:`_occupied`), and nothing when the
+        histogram is empty: analytics clears every connection's histogram at every interval, most of them idle.
+        """
+        if self.count:
+            occupied = self._occupied()
+            self._counts[occupied.start : occupied.stop] = [0] * len(occupied)
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -288,17 +296,90 @@ class LatencyHistogram:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyHistogram:
-        h = cls(float(data["alpha"]), lowest=float(data["lowest"]), highest=float(data["highest"]))
-        for key, c in data.get("counts", {}).items():
-            i = int(key)
+    def from_dict(cls, data: Mapping[str, Any], *, path: str = "") -> LatencyHistogram:
+        """Rebuild a histogram written by :meth:`to_dict` (after a JSON round trip too), checking that it is whole.
+
+        Refused with :class:`~wsfinal.exceptions.ConfigurationError`, whose ``field`` is the key path (under
+        ``path``, the histogram's own key path in a larger document): a missing or unknown key, a value of the wrong
+        type, a negative or non-integer bucket count, an unknown bucket index, a ``count`` that is not the sum of
+        the bucket counts (the message gives both), ``min``/``max`` that are missing, out of order or outside the
+        occupied buckets, and a ``total`` whose mean is not within ``[min, max]``. A caller reading a file puts
+        the file name in front of the error.
+        """
+
+        def key(name: str) -> str:
+            return f"{path}.{name}" if path else name
+
+        def fail(name: str, value: object, reason: str) -> ConfigurationError:
+            return ConfigurationError(key(name), value, reason)
+
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(path or "histogram", type(data).__name__, "expected a mapping (see to_dict)")
+        unknown = sorted(str(k) for k in data if k not in _DICT_KEYS)
+        if unknown:
+            raise fail(unknown[0], data[unknown[0]], f"unknown key; expected only {', '.join(_DICT_KEYS)}")
+        missing = [k for k in _REQUIRED_KEYS if k not in data]
+        if missing:
+            raise fail(missing[0], None, "missing: this key is required")
+        number = {name: _number(data[name], key(name)) for name in ("alpha", "lowest", "highest", "total")}
+        try:
+            h = cls(number["alpha"], lowest=number["lowest"], highest=number["highest"])
+        except ConfigurationError as exc:
+            raise fail(exc.field, exc.value, exc.reason) from None
+        counts = data.get("counts", {})
+        if not isinstance(counts, Mapping):
+            raise fail("counts", counts, "expected a mapping of bucket index -> count")
+        occupied: list[int] = []
+        for index_text, c in counts.items():
+            where = f"counts.{index_text}"
+            try:
+                i = int(index_text)
+            except (TypeError, ValueError):
+                raise fail(where, c, f"bucket index {index_text!r} is not an integer") from None
             if not 0 <= i < h._nbuckets:
-                raise ConfigurationError(f"counts.{key}", c, f"bucket index out of range 0..{h._nbuckets - 1}")
-            h._counts[i] = int(c)
-        h.count = int(data["count"])
-        h.total = float(data["total"])
-        h.min = math.inf if data.get("min") is None else float(data["min"])
-        h.max = -math.inf if data.get("max") is None else float(data["max"])
+                raise fail(where, c, f"bucket index out of range 0..{h._nbuckets - 1}")
+            if h._counts[i]:
+                raise fail(where, c, f"bucket {i} is given twice")
+            if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+                raise fail(where, c, "a bucket count must be an integer >= 0")
+            h._counts[i] = c
+            if c:
+                occupied.append(i)
+        count = data["count"]
+        expected = sum(h._counts)
+        if isinstance(count, bool) or not isinstance(count, int) or count != expected:
+            raise fail("count", count, f"expected {expected} (the sum of the bucket counts), got {count!r}")
+        h.count = count
+        h.total = number["total"]
+        lo, hi = data.get("min"), data.get("max")
+        if not count:
+            for name, v in (("min", lo), ("max", hi)):
+                if v is not None:
+                    raise fail(name, v, "expected null (no samples), got a value")
+            if h.total != 0.0:
+                raise fail("total", h.total, "expected 0 (no samples)")
+            return h
+        h.min = _number(lo, key("min"))
+        h.max = _number(hi, key("max"))
+        if h.min < 0 or not math.isfinite(h.max) or h.min > h.max:
+            raise fail("min", h.min, f"expected 0 <= min <= max (max {h.max!r}), both finite")
+        allowed = h._occupied()  # min's bucket to max's, one more each side (record_many rounds its own way)
+        for i in (min(occupied), max(occupied)) if occupied else ():
+            if i not in allowed:
+                low, high = h._bucket_range(i)
+                raise fail(
+                    f"counts.{i}",
+                    h._counts[i],
+                    f"bucket {i} holds values in [{low!r}, {high!r}), outside min..max [{h.min!r}, {h.max!r}]",
+                )
+        for name, v in (("min", h.min), ("max", h.max)):
+            near = range(max(h._index(v) - 1, 0), min(h._index(v) + 1, h._top) + 1)
+            if not any(h._counts[i] for i in near):
+                raise fail(name, v, f"no sample counted in its bucket ({h._index(v)}) or beside it")
+        mean = h.total / count
+        slack = 1e-6 * max(abs(h.max), 1e-300)  # summation rounding, however many samples
+        if not (h.min - slack <= mean <= h.max + slack):
+            raise fail("total", h.total, f"the mean total/count = {mean!r} is outside min..max [{h.min!r}, {h.max!r}]")
         return h
 
     def __len__(self) -> int:
@@ -306,3 +387,12 @@ class LatencyHistogram:
 
     def __repr__(self) -> str:
         return f"LatencyHistogram(alpha={self.alpha}, count={self.count}, buckets={self._nbuckets})"
+
+
+def _number(value: object, field: str) -> float:
+    """``value`` as a float when it is a finite number (not a boolean), else a ConfigurationError for ``field``."""
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        with contextlib.suppress(OverflowError):
+            if math.isfinite(value):
+                return float(value)
+    raise ConfigurationError(field, value, "expected a finite number")
