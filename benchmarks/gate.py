@@ -25,10 +25,11 @@ import yaml
 
 from simulator.results import RunResult, software_versions
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml
+from simulator.scenario_problems import problem_lines, schema_problems
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError
 
-from .sweep import KEY_PATH_PATTERN, SweepError, apply_overrides, execute, run_key, schema_problems
+from .sweep import KEY_PATH_NAME, SweepError, apply_overrides, execute, run_key
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -83,7 +84,7 @@ SUITE_SCHEMA: dict[str, Any] = {
                 "required": ["path"],
                 "properties": {
                     "path": {"type": "string", "minLength": 1},
-                    "set": {"type": "object", "propertyNames": {"pattern": KEY_PATH_PATTERN}},
+                    "set": {"type": "object", "propertyNames": KEY_PATH_NAME},
                 },
             },
         },
@@ -157,9 +158,9 @@ def load_suite(path: str | Path) -> Suite:
         raise SweepError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise SweepError(f"{source}: the document must be a mapping (scenarios, strategies, metrics)")
-    problems = schema_problems(document, _VALIDATOR)
+    problems = schema_problems(_VALIDATOR, document)
     if problems:
-        raise SweepError(f"{source}: " + f"\n{source}: ".join(problems))
+        raise SweepError("\n".join(problem_lines(source, problems)))
     strategies = []
     for i, name in enumerate(document["strategies"]):
         try:

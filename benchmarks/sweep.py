@@ -37,7 +37,7 @@ import yaml
 from simulator.results import RunResult
 from simulator.runner import MODES
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml
-from simulator.scenario_schema import format_path
+from simulator.scenario_problems import format_path, problem_lines, schema_problems
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UsageError
 from wsfinal.manager import derive_seeds
@@ -75,6 +75,11 @@ METRICS: tuple[str, ...] = (
 )
 _STRATEGIES = [s.value for s in LoadBalancingStrategy]
 KEY_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_-]*)*$"
+#: The keys of ``set`` and ``parameters`` (and of a suite's ``set``): key paths into a scenario file.
+KEY_PATH_NAME: dict[str, Any] = {
+    "pattern": KEY_PATH_PATTERN,
+    "x-message": "not a key path like clients.workload[0].rate (names and [index] joined by dots)",
+}
 
 SWEEP_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -109,12 +114,12 @@ SWEEP_SCHEMA: dict[str, Any] = {
         "mode": {"enum": list(MODES)},
         "set": {
             "type": "object",
-            "propertyNames": {"pattern": KEY_PATH_PATTERN},
+            "propertyNames": KEY_PATH_NAME,
             "description": "overrides applied to every scenario before the swept parameters (key path -> value)",
         },
         "parameters": {
             "type": "object",
-            "propertyNames": {"pattern": KEY_PATH_PATTERN},
+            "propertyNames": KEY_PATH_NAME,
             "additionalProperties": {"type": "array", "minItems": 1},
             "description": "swept parameters: key path -> list of values",
         },
@@ -122,7 +127,11 @@ SWEEP_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "x": {"type": "string", "pattern": KEY_PATH_PATTERN},
+                "x": {
+                    "type": "string",
+                    "pattern": KEY_PATH_PATTERN,
+                    "x-message": "{value} is not a key path like clients.workload[0].rate",
+                },
                 "metrics": {"type": "array", "minItems": 1, "items": {"enum": list(METRICS)}},
             },
         },
@@ -214,24 +223,6 @@ class Sweep:
     documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
 
 
-def schema_problems(document: Any, schema_validator: jsonschema.protocols.Validator) -> list[str]:
-    """Schema violations as ``"key.path: reason"`` lines, in path order."""
-    out = []
-    for err in sorted(schema_validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
-        path = format_path(list(err.absolute_path)) or "the document"
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = ", ".join(sorted(err.schema.get("properties", {})))
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            out.append(f"{path}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {allowed}")
-        elif "propertyNames" in err.absolute_schema_path and err.validator == "pattern":
-            out.append(f"{path}: key {err.instance!r} is not a key path like clients.workload[0].rate")
-        elif err.validator == "oneOf":
-            out.append(f"{path}: {err.instance!r} is not valid here ({err.schema.get('description', '')})")
-        else:
-            out.append(f"{path}: {err.message}")
-    return out
-
-
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (and every scenario variant it describes). Raises :class:`SweepError`."""
     path = Path(path)
@@ -248,9 +239,9 @@ def parse_sweep(document: Any, source: str = "<string>", *, base_dir: str | Path
     """Validate an already-parsed sweep document; check every scenario x parameter combination loads."""
     if not isinstance(document, dict):
         raise SweepError(f"{source}: the document must be a mapping (scenarios, strategies, ...)")
-    problems = schema_problems(document, _VALIDATOR)
+    problems = schema_problems(_VALIDATOR, document)
     if problems:
-        raise SweepError(f"{source}: " + f"\n{source}: ".join(problems))
+        raise SweepError("\n".join(problem_lines(source, problems)))
     base = Path(base_dir)
     strategies: list[str] = []
     raw_strategies = _STRATEGIES if document["strategies"] == "all" else document["strategies"]

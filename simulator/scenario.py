@@ -21,6 +21,7 @@ from wsfinal.config import ConnectionType, LoadBalancingStrategy
 from wsfinal.exceptions import UsageError
 
 from .fault_vocabulary import INSTANT_KINDS
+from .scenario_problems import format_problem, problem_lines
 from .scenario_schema import ALERT_NAMES, FAULT_KINDS, METRIC_NAMES, document_problems, structural_problems
 
 __all__ = [
@@ -60,18 +61,14 @@ class ScenarioError(UsageError, ValueError):
         self.path = path
         self.reason = reason
         self.problems: tuple[tuple[str, str], ...] = problems or ((path, reason),)
-        super().__init__(_format_problem(source, path, reason))
+        super().__init__(format_problem(source, path, reason))
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across process pools (sweeps load in workers)
         return (type(self), (self.source, self.path, self.reason, self.problems))
 
     def lines(self) -> list[str]:
         """Every problem as one ``"FILE: path: reason"`` line (what ``wsfinal scenario check`` prints)."""
-        return [_format_problem(self.source, p, r) for p, r in self.problems]
-
-
-def _format_problem(source: str, path: str, reason: str) -> str:
-    return f"{source}: {path}: {reason}" if path else f"{source}: {reason}"
+        return problem_lines(self.source, self.problems)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,14 @@
-"""How problems in a scenario document are found and worded, as ``(key path, reason)`` pairs.
+"""How problems in a document (a scenario, a sweep, a gate suite) are found and worded, as ``(key path, reason)``.
 
 :func:`document_problems` catches what JSON Schema cannot see (non-string keys, NaN, absurd depth or size);
 :func:`validation_problems` turns ``jsonschema`` errors into problems, the one place where that library's error
-objects are translated, reading the annotations of :mod:`simulator.schema_fragments`. Both return problems
-deduplicated, in document order. :class:`ProblemLog` records the semantic problems found afterwards, while the
-scenario is built (:mod:`simulator.scenario_build`). Unknown names get a "did you mean" when one is close. The
-caller raises the problems (:class:`simulator.scenario.ScenarioError`).
+objects are translated, reading the annotations of :mod:`simulator.schema_fragments` (``x-message`` and
+``x-context`` work in any schema); :func:`schema_problems` runs the two in order. All return problems
+deduplicated, in document order, each reason naming the offending value where there is one.
+:class:`ProblemLog` records the semantic problems found afterwards, while a scenario is built
+(:mod:`simulator.scenario_build`). Unknown names get a "did you mean" when one is close. The caller raises the
+problems, each worded by :func:`format_problem` as ``"FILE: key.path: reason"`` (:class:`simulator.scenario.
+ScenarioError`; the sweep and gate files of :mod:`benchmarks` use the same functions and the same wording).
 """
 
 from __future__ import annotations
@@ -30,8 +33,21 @@ __all__ = [
     "did_you_mean",
     "document_problems",
     "format_path",
+    "format_problem",
+    "problem_lines",
+    "schema_problems",
     "validation_problems",
 ]
+
+
+def format_problem(source: str, path: str, reason: str) -> str:
+    """``"FILE: key.path: reason"``, or ``"FILE: reason"`` for the whole document (``path`` empty)."""
+    return f"{source}: {path}: {reason}" if path else f"{source}: {reason}"
+
+
+def problem_lines(source: str, problems: Iterable[tuple[str, str]]) -> list[str]:
+    """Every ``(path, reason)`` as one :func:`format_problem` line, in the given order."""
+    return [format_problem(source, path, reason) for path, reason in problems]
 
 
 def format_path(parts: Iterable[str | int]) -> str:
@@ -101,12 +117,80 @@ def _context(schema: Any) -> str:
     return f" for {ctx}" if ctx else ""
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a whole mapping can be the offending value)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Keywords whose next schema path element is a name or index, not a keyword.
+_NAMING_KEYWORDS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+
+
+def _about_a_key(err: ValidationError) -> bool:
+    """Whether ``err`` comes from ``propertyNames``: its instance is a key of the mapping at its path."""
+    parts = list(err.absolute_schema_path)
+    i = 0
+    while i < len(parts):
+        if parts[i] in _NAMING_KEYWORDS:
+            i += 2
+            continue
+        if parts[i] == "propertyNames":
+            return True
+        i += 1
+    return False
+
+
+def _translate_key(err: ValidationError, path: str, schema: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    key, validator, expected = err.instance, err.validator, err.validator_value
+    where = _join(path, key)
+    if "x-message" in schema:
+        yield where, f"key {key!r}: {schema['x-message']}"
+    elif validator == "enum":
+        choices = ", ".join(str(c) for c in expected)
+        yield where, f"unknown key {key!r}{_context(schema)}; expected one of: {choices}{did_you_mean(key, expected)}"
+    elif validator == "pattern":
+        yield where, f"key {key!r} is not valid here (expected to match {expected})"
+    elif validator == "minLength" and key == "":
+        yield where, "a key must not be empty"
+    else:
+        yield where, f"key {key!r}: {err.message}"
+
+
+def _first_repeated(items: list[Any]) -> Any:
+    seen: list[Any] = []  # a list: items may be unhashable (mappings)
+    for item in items:
+        if item in seen:
+            return item
+        seen.append(item)
+    return None
+
+
+def _branch(sub: ValidationError) -> Any:
+    return sub.relative_schema_path[0] if sub.relative_schema_path else None
+
+
+def _branch_problems(err: ValidationError) -> list[tuple[str, str]]:
+    """For a failed ``oneOf``/``anyOf``: the problems of the branches whose shape fits the value (their root
+    type, const and enum hold), so ``seeds: 0`` says "must be >= 1" rather than "not valid under any schema"."""
+    unfit: set[Any] = set()
+    for sub in err.context or ():
+        if not sub.relative_path and sub.validator in ("type", "const", "enum"):
+            unfit.add(_branch(sub))
+    return [
+        problem for sub in err.context or () if sub.relative_schema_path[0] not in unfit for problem in _translate(sub)
+    ]
+
+
 def _translate(err: ValidationError) -> Iterator[tuple[str, str]]:
     path = format_path(err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     validator, expected, instance = err.validator, err.validator_value, err.instance
-    if "x-message" in schema:
-        yield path, str(schema["x-message"])
+    if _about_a_key(err):
+        yield from _translate_key(err, path, schema)
+        return
+    if "x-message" in schema:  # "{value}" in it stands for the offending value
+        yield path, str(schema["x-message"]).replace("{value}", _short(instance))
         return
     if validator == "additionalProperties":
         allowed = list(schema.get("properties", {}))
@@ -149,12 +233,23 @@ def _translate(err: ValidationError) -> Iterator[tuple[str, str]]:
         else:
             word = "at least" if validator == "minLength" else "at most"
             yield path, f"must have {word} {expected} character(s), got {len(instance)}"
+    elif validator in ("minProperties", "maxProperties"):
+        word = "at least" if validator == "minProperties" else "at most"
+        yield path, f"must have {word} {expected} key(s), got {len(instance)}"
     elif validator == "uniqueItems":
-        yield path, "must not repeat items"
+        yield path, f"must not repeat items, got {_short(_first_repeated(instance))} more than once"
     elif validator == "pattern":
         yield path, f"{instance!r} is not a valid value here (expected to match {expected})"
-    elif validator == "propertyNames":
-        yield path, f"invalid key: {err.message}"
+    elif validator == "const":
+        yield path, f"must be {expected!r}, got {_type_name(instance)}"
+    elif validator in ("oneOf", "anyOf"):
+        problems = _branch_problems(err)
+        if problems:
+            yield from problems
+        else:
+            desc = schema.get("description")
+            wanted = f" (expected {desc})" if desc else ""
+            yield path, f"{_short(instance)} is not valid here{wanted}"
     else:
         yield path, err.message
 
@@ -197,6 +292,15 @@ def validation_problems(validator: Validator, document: Any) -> list[tuple[str, 
     """
     problems = [p for err in validator.iter_errors(document) for p in _translate(err)]
     return _sorted(problems, document)
+
+
+def schema_problems(validator: Validator, document: Any) -> list[tuple[str, str]]:
+    """:func:`document_problems`, then (when there are none) :func:`validation_problems`: every problem of a
+    parsed YAML/JSON document against ``validator``'s schema as ``(key path, reason)``, in document order.
+
+    Empty: the document is valid. Otherwise word each with :func:`format_problem` and raise.
+    """
+    return document_problems(document) or validation_problems(validator, document)
 
 
 #: Bounds of a document: deeper or bigger is refused before the schema (or a recursive walk) sees it.

@@ -130,7 +130,7 @@ def test_validation_errors_name_file_and_key_path(tiny_dir: Path) -> None:
     msg = _sweep_error(tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin, fastest]\n")
     assert "strategies[1]" in msg and "fastest" in msg
     msg = _sweep_error(tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin]\nseedz: 3\n")
-    assert "unknown key(s) 'seedz'" in msg
+    assert "bad.yaml: seedz: unknown key 'seedz'; did you mean 'seeds'?" in msg
     msg = _sweep_error(tiny_dir, "scenarios: [missing.yaml]\nstrategies: [round_robin]\n")
     assert "scenarios[0]" in msg and "missing.yaml" in msg
     msg = _sweep_error(tiny_dir, "scenarios: [tiny.yaml]\nstrategies: [round_robin]\nparameters:\n  duration: []\n")
