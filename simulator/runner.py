@@ -323,6 +323,7 @@ async def _register_connections(
                 heartbeat_interval_seconds=group.heartbeat_interval_s,
                 connection_timeout_seconds=group.connection_timeout_s,
                 latency_stale_after_seconds=group.latency_stale_after_s,
+                latency_probe_budget=group.latency_probe_budget,
                 message_timeout_seconds=scenario.manager.request_timeout_s,
                 load_balancing_weight=group.weight,
             )

@@ -139,6 +139,8 @@ class ConnectionGroup:
     connection_timeout_s: float = 10.0
     #: ``ConnectionConfig.latency_stale_after_seconds``: see docs/connections.md, *Latency signals*.
     latency_stale_after_s: float = 10.0
+    #: ``ConnectionConfig.latency_probe_budget``: see docs/connections.md, *Latency signals*.
+    latency_probe_budget: int = 1
 
 
 @dataclass(frozen=True, slots=True)

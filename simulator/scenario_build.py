@@ -237,6 +237,7 @@ class _Builder(ProblemLog):
                     latency_stale_after_s=self.dur(
                         d, "latency_stale_after", path, cd["latency_stale_after"], positive=True
                     ),
+                    latency_probe_budget=int(d.get("latency_probe_budget", cd["latency_probe_budget"])),
                 )
             )
         return tuple(out)

@@ -90,6 +90,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "heartbeat_interval": "30s",
         "connection_timeout": "10s",
         "latency_stale_after": "10s",
+        "latency_probe_budget": 1,
     },
     "book_subscription": {"prec": "P0", "len": 25, "freq": "F0"},
     "workload": {"arrival": "poisson", "start": "0s", "think": "0s"},
@@ -258,6 +259,12 @@ _CONNECTION = closed(
         "latency_stale_after": dur(
             "with no request-latency sample for this long, least_latency ranks the connection by its ping RTT",
             _D["connection"]["latency_stale_after"],
+        ),
+        "latency_probe_budget": integer(
+            "least_latency sends at most this many requests to a connection it explores before an answer returns",
+            1,
+            1_000_000,
+            _D["connection"]["latency_probe_budget"],
         ),
     },
     ["type", "node"],

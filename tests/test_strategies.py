@@ -156,7 +156,15 @@ TYPES = [ConnectionType.MARKET_DATA, ConnectionType.TRADING]
 MEASURES = {
     LBS.LEAST_CONNECTIONS: lambda r: r.outstanding,
     LBS.LEAST_LOAD: lambda r: r.messages_sent + r.messages_received,
-    LBS.LEAST_LATENCY: lambda r: 0.0 if math.isnan(r.latency_ewma_ms) else r.latency_ewma_ms,
+    # no pings here, so never stale: an unmeasured member is 0 ms within its probe budget, then 1e6 ms per request
+    # beyond it (tests/test_least_latency_probe.py)
+    LBS.LEAST_LATENCY: lambda r: (
+        r.latency_ewma_ms
+        if not math.isnan(r.latency_ewma_ms)
+        else 0.0
+        if r.outstanding < r.latency_probe_budget
+        else 1e6 * (r.outstanding - r.latency_probe_budget + 1)
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from .analytics_anomalies import AnomalyMonitor
 from .analytics_records import (
+    HEALTH_LATENCY_RECENT_S,
     ConnStats,
     PerformanceMetrics,
     StrategyWindow,
@@ -76,7 +77,9 @@ class WebSocketAnalytics:
     most ``max_connection_records`` each (per-type: ``max_records``), so memory stays bounded by connections x
     ``max_connection_records`` records whatever the interval; ``latency_threshold_ms`` and
     ``throughput_capacity`` (msg/s, per type or one number for all) are what forecasts warn about;
-    ``stale_after_s`` is used for connections whose config does not give a heartbeat interval.
+    ``stale_after_s`` is used for connections whose config does not give a heartbeat interval;
+    ``health_latency_recent_s`` (default 3 s, at most ``latency_window_s``) is the span of recent request samples
+    whose median is a connection's health latency (docs/analytics.md, *Which latency*).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class WebSocketAnalytics:
         health_window_s: float = 60.0,
         reconnect_window_s: float = 300.0,
         latency_window_s: float = 10.0,
+        health_latency_recent_s: float | None = None,
         stale_after_s: float = 90.0,
         latency_threshold_ms: float = 1000.0,
         throughput_capacity: float | dict[ConnectionType, float] | None = None,
@@ -116,6 +120,20 @@ class WebSocketAnalytics:
         ):
             if not (isinstance(v, int | float) and v > 0 and math.isfinite(v)):
                 raise ConfigurationError(name, v, "must be a finite number > 0")
+        if health_latency_recent_s is None:
+            # the default span, at most the whole latency window (what a longer span reads anyway)
+            health_latency_recent_s = min(HEALTH_LATENCY_RECENT_S, float(latency_window_s))
+        elif not (
+            isinstance(health_latency_recent_s, int | float)
+            and not isinstance(health_latency_recent_s, bool)
+            and 0 < health_latency_recent_s <= latency_window_s
+        ):
+            raise ConfigurationError(
+                "health_latency_recent_s",
+                health_latency_recent_s,
+                f"must be a number > 0 and <= latency_window_s ({latency_window_s!r}): the span of recent samples "
+                "whose median is the health latency is a part of the latency window",
+            )
         if detector_window < detector_warmup or detector_warmup < 3:
             raise ConfigurationError("detector_warmup", detector_warmup, "must be >= 3 and <= detector_window")
         self.store = store
@@ -127,6 +145,9 @@ class WebSocketAnalytics:
         self.health_window_s = float(health_window_s)
         self.reconnect_window_s = float(reconnect_window_s)
         self.latency_window_s = float(latency_window_s)
+        #: The span (s) of request samples whose median is a connection's health latency (see
+        #: :func:`~wsfinal.analytics_records.health_latency`).
+        self.health_latency_recent_s = float(health_latency_recent_s)
         self.stale_after_s = float(stale_after_s)
         self.latency_threshold_ms = latency_threshold_ms
         self.throughput_capacity = throughput_capacity
@@ -463,7 +484,11 @@ class WebSocketAnalytics:
         if st is not None:
             cached = self._peer_cache[ctype]
             own = cached[2].get(connection_id) if cached[0] == t else None  # computed at this very time already
-            latency = own if own is not None else health_latency(st, t, self._latency_stale_after(rec))
+            latency = (
+                own
+                if own is not None
+                else health_latency(st, t, self._latency_stale_after(rec), self.health_latency_recent_s)
+            )
         else:
             assert rec is not None
             latency = rec.routing_latency_ms()  # the same rule, from the store's record alone
@@ -506,7 +531,7 @@ class WebSocketAnalytics:
             for cid, s in self._conns.items():
                 if s.connection_type is ctype:
                     rec = store.get(cid) if store is not None else None
-                    v = health_latency(s, now, self._latency_stale_after(rec))
+                    v = health_latency(s, now, self._latency_stale_after(rec), self.health_latency_recent_s)
                     if v == v:
                         by_id[cid] = v
             cached = self._peer_cache[ctype] = (now, sorted(by_id.values()), by_id)

@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 _INV_LATENCY_TAU = 1.0 / 10.0
-#: The span (s) of request samples whose median is a connection's health latency (:func:`health_latency`).
+#: The default span (s) of request samples whose median is a connection's health latency (:func:`health_latency`;
+#: set per analytics with ``WebSocketAnalytics(health_latency_recent_s=...)``).
 HEALTH_LATENCY_RECENT_S = 3.0
 _exp = math.exp
 
@@ -128,11 +129,13 @@ def fold_censored(st: ConnStats, elapsed_ms: float, t: float) -> None:
     st.last_event = t
 
 
-def health_latency(st: ConnStats, now: float, stale_after_s: float) -> float:
+def health_latency(st: ConnStats, now: float, stale_after_s: float, recent_s: float = HEALTH_LATENCY_RECENT_S) -> float:
     """The latency (ms) the health score judges a connection by at ``now``, from the most recent evidence:
 
-    1. the median of its request samples (answers, and timeouts as censored samples) of the last
-       :data:`HEALTH_LATENCY_RECENT_S` seconds, or when there are none of the whole ``latency_window_s``: a
+    1. the median of its request samples (answers, and timeouts as censored samples) of the last ``recent_s``
+       seconds (``WebSocketAnalytics(health_latency_recent_s=...)``, default :data:`HEALTH_LATENCY_RECENT_S`;
+       counted in whole slots of the latency window, ``latency_window_s / 10`` each, at least one, at most the
+       whole window), or when there are none of the whole ``latency_window_s``: a
        median of recent samples follows a change within about half that span, both ways (the 10 s time-weighted
        EWMA it used before still held a third of a 40 ms spike 10 s after the spike ended, and, mean-like, read a
        steady connection as slower than its own median baseline);
@@ -143,7 +146,7 @@ def health_latency(st: ConnStats, now: float, stale_after_s: float) -> float:
     3. else the request EWMA: the last evidence there is (NaN when the connection was never measured).
     """
     window = st.lat_window
-    median, n = window.quantile(0.5, now, HEALTH_LATENCY_RECENT_S)
+    median, n = window.quantile(0.5, now, recent_s)
     if n:
         return median
     median, n = window.quantile(0.5, now)

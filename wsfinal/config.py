@@ -109,6 +109,11 @@ class ConnectionConfig:
     #: routing_latency_ms` and docs/connections.md). Pings come every ``heartbeat_interval_seconds``, so a
     #: connection starved for being slow is measured again within about the sum of the two once its link is fast.
     latency_stale_after_seconds: float = 10.0
+    #: ``LEAST_LATENCY``'s probe budget: a connection being explored (no request-latency sample yet, or ranked by
+    #: its ping RTT because its sample is stale) is ranked by that exploration signal only while it has fewer than
+    #: this many requests in flight; beyond, by its request EWMA (or, with none, last). A burst then sends it at
+    #: most this many requests before its first answer or timeout says what it is worth (docs/connections.md).
+    latency_probe_budget: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip():
@@ -131,6 +136,9 @@ class ConnectionConfig:
             raise ConfigurationError("max_message_size_bytes", self.max_message_size_bytes, "must be > 0")
         _positive("load_balancing_weight", self.load_balancing_weight)
         _positive("latency_stale_after_seconds", self.latency_stale_after_seconds)
+        budget = self.latency_probe_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ConfigurationError("latency_probe_budget", budget, "must be an integer >= 1")
 
     @property
     def endpoint(self) -> str:

@@ -36,6 +36,7 @@ from .exceptions import (
     WsFinalError,
 )
 from .interface import ConnectionMetrics
+from .ping_ids import PingTable
 from .requests import OutcomeKind, RequestLedger, RequestOutcome
 from .states import ConnectionState, is_legal
 from .traffic import ConnectionTraffic, DataHandler, OutcomeHook, Session, SessionEnd
@@ -47,8 +48,6 @@ logger = logging.getLogger("wsfinal.connection")
 
 _S = ConnectionState
 _ids = itertools.count(1)
-#: App-level pings remembered while awaiting their pong; older ones are forgotten (their pong is not coming).
-_MAX_PINGS_IN_FLIGHT = 8
 
 
 def _sendable_close_code(code: int) -> bool:
@@ -132,9 +131,8 @@ class ManagedConnection(ConnectionTraffic):
         self._connect_task: asyncio.Task[tuple[Session | None, SessionEnd]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._data_handlers: list[DataHandler] = []
-        self._app_ping_cid = itertools.count(1)
-        #: App-level pings awaiting their pong: cid -> loop time sent.
-        self._pings: dict[int, float] = {}
+        #: App-level pings awaiting their pong, with cids from a reserved range (wsfinal.ping_ids).
+        self._pings = PingTable()
         self._deadlines: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -543,11 +541,7 @@ class ManagedConnection(ConnectionTraffic):
         pings.clear()  # pings of an earlier channel never get their pong
         while not session.ended.done():
             await asyncio.sleep(interval)
-            cid = next(self._app_ping_cid)
-            if len(pings) >= _MAX_PINGS_IN_FLIGHT:
-                del pings[next(iter(pings))]  # the oldest: its pong is not coming
-            pings[cid] = loop.time()
-            self._enqueue(session, {"event": "ping", "cid": cid})
+            self._enqueue(session, {"event": "ping", "cid": pings.send(loop.time())})
             try:
                 async with asyncio.timeout(self._config.message_timeout_seconds):
                     await session.channel.ping()  # liveness only: its round trip is not a latency
@@ -565,11 +559,11 @@ class ManagedConnection(ConnectionTraffic):
     def _pong(self, cid: int | None, now: float) -> None:
         """The exchange answered app-level ping ``cid``: its round trip is the connection's ping RTT
         (``metrics.last_ping_latency_ms``, the store's :meth:`~wsfinal.store.InMemoryConnectionStore.record_ping`,
-        analytics' ``record_ping``), kept apart from request latency. A pong for no ping of ours is ignored."""
-        sent = self._pings.pop(cid, None) if cid is not None else None
-        if sent is None:
+        analytics' ``record_ping``), kept apart from request latency. A pong for no ping of ours (a caller's own
+        ping: its cid is outside our reserved range, see :mod:`wsfinal.ping_ids`) is ignored."""
+        rtt_ms = self._pings.answer(cid, now)
+        if rtt_ms is None:
             return
-        rtt_ms = (now - sent) * 1000.0
         self._metrics.last_ping_latency_ms = rtt_ms
         report = getattr(self._store, "record_ping", None) if self._store is not None else None
         if report is not None:

@@ -24,6 +24,10 @@ DEFAULT_PEAK_EWMA_TAU_S = 10.0
 #: With no request-latency sample for this long, a connection's routing latency falls back to its ping RTT
 #: (:attr:`ConnectionRecord.latency_stale_after_s`; set from ``ConnectionConfig.latency_stale_after_seconds``).
 DEFAULT_LATENCY_STALE_AFTER_S = 10.0
+#: ``LEAST_LATENCY``'s probe budget: requests in flight to a connection being explored (no request sample, or a
+#: stale one) beyond which it is no longer ranked by its exploration signal (:attr:`ConnectionRecord.\
+#: latency_probe_budget`; set from ``ConnectionConfig.latency_probe_budget``).
+DEFAULT_LATENCY_PROBE_BUDGET = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -68,6 +72,8 @@ class ConnectionRecord:
     ping_stamp: float = -math.inf
     #: See :meth:`routing_latency_ms`.
     latency_stale_after_s: float = DEFAULT_LATENCY_STALE_AFTER_S
+    #: See :meth:`routing_latency_ms` (``LEAST_LATENCY``'s probe budget).
+    latency_probe_budget: int = DEFAULT_LATENCY_PROBE_BUDGET
     health_score: float = 100.0
     stale: bool = False
     #: The exchange is in maintenance on this connection (Bitfinex 20060 until 20061): requests would not be sent.
@@ -133,7 +139,9 @@ class ConnectionRecord:
         :attr:`latency_stale_after_s` at the last ping, in which case the ping RTT (the link's round trip, without
         the exchange's service time): a connection that lost its traffic for being slow is tried again once its
         link answers fast. Decided from the record alone (the times of the last request sample and the last pong),
-        so it changes only at a store event. NaN when there is no request sample yet."""
+        so it changes only at a store event. NaN when there is no request sample yet. ``LEAST_LATENCY`` ranks by this
+        within its probe budget (:attr:`latency_probe_budget` requests in flight) only: see
+        :func:`wsfinal.strategies.least_latency_rank`."""
         ewma = self.latency_ewma_ms
         if self.ping_stamp - self.latency_stamp >= self.latency_stale_after_s and ewma == ewma:
             return self.ping_rtt_ms

@@ -129,6 +129,7 @@ class InMemoryConnectionStore:
             created_at=t,
             last_activity=t,
             latency_stale_after_s=config.latency_stale_after_seconds,
+            latency_probe_budget=config.latency_probe_budget,
         )
         with self._lock:
             if connection_id in self._records:

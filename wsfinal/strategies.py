@@ -16,7 +16,10 @@ Strategies, exactly:
 - ``LEAST_LATENCY``: lowest request-latency EWMA; connections with no sample yet count as 0 ms so they get
   measured. Explicit exploration: a connection with no request sample for its ``latency_stale_after_s`` is ranked
   by its last ping round trip (the link without the service time) from its next pong on, so one that lost its
-  traffic for being slow gets it back once its link is fast (:meth:`ConnectionRecord.routing_latency_ms`).
+  traffic for being slow gets it back once its link is fast (:meth:`ConnectionRecord.routing_latency_ms`). Both
+  kinds of exploration have a probe budget (``latency_probe_budget``, default 1 request in flight): beyond it the
+  connection is ranked as if not explored until an answer or timeout returns, so a burst does not pile onto it
+  (:func:`least_latency_rank`).
 - ``WEIGHTED_ROUND_ROBIN``: smooth weighted round robin as an earliest-deadline-first schedule (Envoy's EDF
   scheduler): pick k of a member with weight w is due at ``base + (k + 0.5) / w``; ties go to the heavier
   member. Weights 3 and 1 give ``a a b a``; over any run of W = sum of (integer) weights picks on a fixed pool,
@@ -300,17 +303,43 @@ class LeastLoad(_LeastMeasure):
         return float(record.messages_sent + record.messages_received)
 
 
+def least_latency_rank(record: ConnectionRecord) -> float:
+    """What ``LEAST_LATENCY`` ranks ``record`` by (ms; the least wins). A connection is *being explored* when it
+    has no request-latency sample yet, or when its sample is stale (:meth:`ConnectionRecord.routing_latency_ms`:
+    the last pong came ``latency_stale_after_s`` after it). While it has fewer than ``latency_probe_budget``
+    requests in flight, it is ranked by its exploration signal: 0 when unmeasured (so it gets measured), its ping
+    RTT when stale. Once that many are in flight (the probes), it is ranked by what it would be without
+    exploration until an answer or a timeout returns: its request EWMA when stale, and last when unmeasured
+    (:data:`UNMEASURED_PENALTY_MS` per request beyond the budget, as ``PEAK_EWMA`` does, so that when every member
+    is unmeasured the burst spreads as with least connections). A measured connection whose sample is fresh is
+    ranked by its request EWMA, whatever its load. Pure: reads the record only (the store keeps ``outstanding``).
+    """
+    latency = record.latency_ewma_ms
+    if latency != latency:  # NaN: unmeasured
+        beyond = record.outstanding - record.latency_probe_budget
+        return 0.0 if beyond < 0 else UNMEASURED_PENALTY_MS * (beyond + 1)
+    if (
+        record.ping_stamp - record.latency_stamp >= record.latency_stale_after_s
+        and record.outstanding < record.latency_probe_budget
+    ):
+        return record.ping_rtt_ms
+    return latency
+
+
 class LeastLatency(_LeastMeasure):
     kind = LBS.LEAST_LATENCY
 
     @staticmethod
     def measure(record: ConnectionRecord) -> float:
-        # ConnectionRecord.routing_latency_ms, inline (once per store notification): the request EWMA, or the last
-        # ping RTT once the request sample is latency_stale_after_s older than that ping's pong
+        # least_latency_rank, inline (once per store notification, up to three times per request)
         latency = record.latency_ewma_ms
         if latency != latency:
-            return 0.0
-        if record.ping_stamp - record.latency_stamp >= record.latency_stale_after_s:
+            beyond = record.outstanding - record.latency_probe_budget
+            return 0.0 if beyond < 0 else UNMEASURED_PENALTY_MS * (beyond + 1)
+        if (
+            record.ping_stamp - record.latency_stamp >= record.latency_stale_after_s
+            and record.outstanding < record.latency_probe_budget
+        ):
             return record.ping_rtt_ms
         return latency
 

@@ -30,6 +30,7 @@ from .interface import ConnectionMetrics, WebSocketConnectionInterface
 from .order_encoding import dumps as _dumps
 from .order_encoding import encode_order as _encode_order
 from .order_encoding import iterencode as _iterencode
+from .ping_ids import refuse_reserved_ping as _refuse_reserved_ping
 from .requests import OutcomeKind, PendingRequest, RequestLedger, RequestOutcome
 from .session import Session, SessionEnd
 from .states import ConnectionState
@@ -381,7 +382,9 @@ class ConnectionTraffic(WebSocketConnectionInterface):
     def send_message_nowait(self, message: Any) -> bool | None:
         """Send without waiting if the transport takes the frame at once: ``True`` sent, ``False`` not connected,
         ``None`` when it would have to wait (then ``await send_message(message)``). Broadcasts use this to
-        reach many connections with no task per connection."""
+        reach many connections with no task per connection. A ping with a reserved cid raises ``UsageError``
+        (:func:`~wsfinal.ping_ids.refuse_reserved_ping`)."""
+        _refuse_reserved_ping(message, self._id)
         session = self._session
         if self._state is not _CONNECTED or session is None or session.ended.done():
             return False
@@ -395,7 +398,9 @@ class ConnectionTraffic(WebSocketConnectionInterface):
 
     async def send_message(self, message: Any) -> bool:
         """Send one message now (dict/list as JSON), within ``message_timeout_seconds``. False if not
-        connected, timed out or lost; the failure is counted as an error."""
+        connected, timed out or lost; the failure is counted as an error. A ping with a cid of the range reserved for
+        the connection's own pings raises ``UsageError`` (:func:`~wsfinal.ping_ids.refuse_reserved_ping`)."""
+        _refuse_reserved_ping(message, self._id)
         session = self._session
         if self._state is not _CONNECTED or session is None or session.ended.done():
             return False
