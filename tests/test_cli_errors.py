@@ -1,0 +1,121 @@
+"""The ``wsfinal`` command on bad input, as a user meets it: exit 2 and one line naming what was wrong, never a
+traceback (and never a long run before the complaint)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import OPTION_RANGES, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+STEADY = ROOT / "scenarios" / "steady-state.yaml"
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", str(STEADY), "--seed", "-1"], "wsfinal run: error: argument --seed: must be >= 0, got -1"),
+        (["compare", str(STEADY), "--base-seed", "-3"], "argument --base-seed: must be >= 0, got -3"),
+        (["compare", str(STEADY), "--workers", "0"], "argument --workers: must be >= 1, got 0"),
+        (["demo", "--seeds", "0"], "wsfinal demo: error: argument --seeds: must be >= 1, got 0"),
+        (["gate", "--workers", "0"], "argument --workers: must be >= 1, got 0"),
+        (["sweep", "x.yaml", "--max-runs", "0"], "argument --max-runs: must be >= 1, got 0"),
+        (["exchange", str(STEADY), "--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
+        (["exchange", str(STEADY), "--duration", "-1"], "argument --duration: must be >= 0, got -1"),
+        (["exchange", str(STEADY), "--duration", "nan"], "argument --duration: must be a finite number, got nan"),
+        (["bench", "strategies", "--sizes", "10", "-5"], "argument --sizes: must be >= 1, got -5"),
+        (["bench", "virtual", "--mu", "0"], "argument --mu: must be > 0, got 0"),
+        (["scenario", "schema", "--indent", "-1"], "argument --indent: must be >= 0, got -1"),
+        (["run", str(STEADY), "--seed", "x"], "argument --seed: invalid int value: 'x'"),  # argparse's own wording
+    ],
+)
+def test_numeric_options_out_of_range_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert _usage_error(capsys, *argv).endswith(message)
+
+
+def test_in_range_values_parse_to_numbers() -> None:
+    args = build_parser().parse_args(["exchange", str(STEADY), "--port", "0", "--duration", "0", "--seed", "0"])
+    assert (args.port, args.duration, args.seed) == (0, 0.0, 0)
+    args = build_parser().parse_args(["bench", "strategies", "--sizes", "10", "100"])
+    assert args.sizes == [10, 100]
+
+
+def test_every_range_names_an_option_that_exists() -> None:
+    # A renamed option would silently lose its check: every name in OPTION_RANGES is a numeric option somewhere.
+    seen: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif action.dest in OPTION_RANGES:
+                assert action.type not in (int, float), action.dest  # wrapped, not the bare converter
+                seen.add(action.dest)
+
+    walk(build_parser())
+    assert seen == set(OPTION_RANGES)
+
+
+def test_report_names_a_missing_directory_and_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == f"wsfinal report: {tmp_path / 'nope'}: no such directory"
+    assert main(["report", str(STEADY)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"wsfinal report: {STEADY}: a file; give the run or comparison directory it belongs to"
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no comparison.json or summary.json" in capsys.readouterr().err
+
+
+def test_report_on_an_interrupted_comparison_points_at_its_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `compare` interrupted after some runs: OUT/runs/ holds them, but there is no comparison.json yet.
+    (tmp_path / "runs" / "round_robin-seed1").mkdir(parents=True)
+    (tmp_path / "runs" / "round_robin-seed1" / "summary.json").write_text(json.dumps({"schema_version": 1}))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no comparison.json" in err and "1 run directory" in err and "did `wsfinal compare` stop early?" in err
+
+
+def test_compare_lists_every_problem_of_a_bad_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = STEADY.read_text().replace("duration: 30s", "duraton: 30s").replace("strategy: round_robin", "strategy: x")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    assert main(["compare", str(bad), "--seeds", "1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"wsfinal compare: {bad}: duraton: unknown key 'duraton'; did you mean 'duration'?"
+    assert any(line.startswith(f"wsfinal compare: {bad}: manager.strategy: 'x' is not one of") for line in lines)
+    assert any(line == f"wsfinal compare: {bad}: duration: missing: this key is required" for line in lines)
+    assert not (tmp_path / "results").exists()
+
+
+def test_compare_names_an_unknown_strategy_with_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(STEADY), "--strategies", "round_robin,peak_ewm"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown strategy" in err and "did you mean 'peak_ewma'?" in err
+
+
+def test_compare_with_out_on_a_file_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("")
+    assert main(["compare", str(STEADY), "--seeds", "1", "--strategies", "round_robin", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wsfinal compare: --out {target}: cannot write there") and "Traceback" not in err
