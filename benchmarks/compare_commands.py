@@ -138,24 +138,46 @@ def compare_main(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
         strategies = parse_strategies(args.strategies)
-    except (ScenarioError, ConfigurationError, ValueError, OSError) as exc:
+    except ScenarioError as exc:  # every problem, as `wsfinal scenario check` lists them, not only the first
+        for line in exc.lines():
+            print(f"wsfinal compare: {line}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"wsfinal compare: {exc}{_strategy_hint(args.strategies)}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
         print(f"wsfinal compare: {exc}", file=sys.stderr)
         return 2
     if args.seeds < 1 or args.workers < 1:
         print("wsfinal compare: --seeds and --workers must be >= 1", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("results") / f"compare-{scenario.name}-{args.mode}"
-    result = compare(
-        scenario,
-        strategies,
-        args.seeds,
-        args.mode,
-        args.workers,
-        out,
-        base_seed=args.base_seed,
-        progress=not args.quiet,
-        test=args.test,
-    )
+    try:  # before the runs, not after them
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"wsfinal compare: --out {out}: cannot write there ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    try:
+        result = compare(
+            scenario,
+            strategies,
+            args.seeds,
+            args.mode,
+            args.workers,
+            out,
+            base_seed=args.base_seed,
+            progress=not args.quiet,
+            test=args.test,
+        )
+    except KeyboardInterrupt:
+        done = _finished_runs(out)
+        print(
+            f"wsfinal compare: interrupted; {done} of {len(strategies) * args.seeds} runs finished in {out / 'runs'} "
+            "(each has its own summary and `wsfinal report`), no comparison was written: run the command again "
+            "for one",
+            file=sys.stderr,
+        )
+        return 130
     report = render_report(result.data, result.out)
     checks = _checks(result)
     print(format_summary(result.data))
@@ -180,7 +202,35 @@ def load_result(directory: str | Path) -> ComparisonResult:
         return result
     if (d / "summary.json").exists():
         return comparison_from_run(d)
-    raise FileNotFoundError(f"{d}: no comparison.json or summary.json (not a comparison or run directory)")
+    if not d.exists():
+        raise FileNotFoundError(f"{d}: no such directory")
+    if not d.is_dir():
+        raise NotADirectoryError(f"{d}: a file; give the run or comparison directory it belongs to")
+    runs = _finished_runs(d)
+    hint = (
+        f"; its runs/ holds {runs} run directory(ies): did `wsfinal compare` stop early? "
+        "Run it again for the comparison, or `wsfinal report` one run"
+        if runs
+        else ""
+    )
+    raise FileNotFoundError(f"{d}: no comparison.json or summary.json (not a comparison or run directory){hint}")
+
+
+def _finished_runs(out: Path) -> int:
+    """Run directories under ``out/runs`` that have a ``summary.json`` (what an interrupted compare left)."""
+    return sum(1 for _ in out.glob("runs/*/summary.json"))
+
+
+def _strategy_hint(text: str) -> str:
+    """``"; did you mean 'peak_ewma'?"`` for the first name in ``--strategies`` that is not a strategy."""
+    from simulator.scenario_problems import did_you_mean
+
+    values = [s.value for s in LoadBalancingStrategy]
+    for name in text.split(","):
+        word = name.strip().lower().replace("-", "_")
+        if word and word != "all" and word not in values:
+            return did_you_mean(word, values)
+    return ""
 
 
 def report_main(args: argparse.Namespace) -> int:
