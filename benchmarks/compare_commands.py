@@ -51,6 +51,10 @@ def _mark(data: dict[str, Any], metric: str, name: str) -> str:
     return ""
 
 
+def _worse(test: dict[str, Any]) -> str:
+    return str(test["b"] if test["better"] == test["a"] else test["a"])
+
+
 def format_summary(data: dict[str, Any]) -> str:
     """The comparison as a terminal table: mean across seeds [95% CI], marks ^ best tier / v worse than best.
 
@@ -83,14 +87,20 @@ def format_summary(data: dict[str, Any]) -> str:
         lines.append("one strategy: nothing to compare (name two or more with --strategies a,b)")
         return "\n".join(lines)
     lines.append("cells: mean across seeds [bootstrap 95% CI]; ^ best tier and significantly better than another,")
-    lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']})")
+    lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']});")
+    lines.append("reroute s: time until the faulty node's share of requests halved, - never (see report.html)")
     sig = [t for r in data["rankings"].values() for t in r["tests"] if t["significant"]]
     for ranking in data["rankings"].values():
-        tests = sorted((t for t in ranking["tests"] if t["significant"]), key=lambda t: (t["p_adjusted"], t["p"]))
+        # The strongest first; among equal p (common: every pair of separated samples gets the same exact p),
+        # the best strategy's wins first, as the report's table lists them.
+        rank = {e["strategy"]: e["rank"] for e in ranking.get("entries", [])}
+        tests = sorted(
+            (t for t in ranking["tests"] if t["significant"]),
+            key=lambda t: (t["p_adjusted"], t["p"], rank.get(t["better"], 10**6), rank.get(_worse(t), 10**6)),
+        )
         for t in tests[:SIGNIFICANT_PER_METRIC]:
-            worse = t["b"] if t["better"] == t["a"] else t["a"]
             lines.append(
-                f"  {t['metric']}: {t['better']} better than {worse} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
+                f"  {t['metric']}: {t['better']} better than {_worse(t)} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
             )
         if len(tests) > SIGNIFICANT_PER_METRIC:
             lines.append(
