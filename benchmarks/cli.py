@@ -37,7 +37,8 @@ a typical path:
   wsfinal sweep sweeps/example.yaml              a grid of scenarios x strategies x seeds x parameters
   wsfinal gate; wsfinal digest                   CI: performance regressions; byte-identical results
 
-Exit codes: 0 ok, 2 bad arguments or input file; each command's --help lists its others.
+Exit codes: 0 ok, 2 bad arguments or input file, 130 interrupted (Ctrl-C); each command's --help lists its
+others.
 """
 
 #: Ranges of the numeric options, by destination name, enforced for every subcommand that has one (so a negative
