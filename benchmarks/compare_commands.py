@@ -216,6 +216,11 @@ def load_result(directory: str | Path) -> ComparisonResult:
         raise FileNotFoundError(f"{d}: no such directory")
     if not d.is_dir():
         raise NotADirectoryError(f"{d}: a file; give the run or comparison directory it belongs to")
+    if (d / "sweep.json").is_file():
+        raise FileNotFoundError(
+            f"{d}: a sweep directory; its report is sweep-report.html "
+            "(`wsfinal sweep SWEEP.yaml --report-only` rebuilds it), or `wsfinal report` one of its runs"
+        )
     runs = _finished_runs(d)
     hint = (
         f"; its runs/ holds {runs} run directory(ies): did `wsfinal compare` stop early? "
@@ -255,7 +260,11 @@ def report_main(args: argparse.Namespace) -> int:
             text = describe(RunResult.load(result.out))
         else:
             text = "\n".join(filter(None, (format_summary(result.data), format_checks(_checks(result)))))
-    except (OSError, ValueError, KeyError) as exc:
+    except OSError as exc:  # a file of the result that cannot be read, or a report that cannot be written
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"wsfinal report: {text}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as exc:
         print(f"wsfinal report: {exc}", file=sys.stderr)
         return 2
     print(text)

@@ -119,3 +119,34 @@ def test_compare_with_out_on_a_file_is_refused_before_running(
     assert main(["compare", str(STEADY), "--seeds", "1", "--strategies", "round_robin", "--out", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"wsfinal compare: --out {target}: cannot write there") and "Traceback" not in err
+
+
+TINY = """\
+name: tiny
+duration: 2s
+nodes:
+  - {id: node-a, service: {distribution: constant, value: 1ms}, api_keys: {k: s}}
+clients:
+  connections: [{type: trading, node: node-a, api_key: k}]
+  workload: [{type: trading, arrival: constant, rate: 20/s}]
+"""
+
+
+def test_report_on_a_run_with_a_missing_file_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(TINY)
+    assert main(["run", str(scenario), "--quiet", "--out", str(tmp_path)]) == 0
+    run_dir = tmp_path / "tiny-round_robin-seed0-virtual"
+    capsys.readouterr()
+    (run_dir / "requests.npz").unlink()
+    assert main(["report", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == f"wsfinal report: {run_dir / 'requests.npz'}: No such file or directory"
+
+
+def test_report_on_a_sweep_directory_points_at_the_sweep_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sweep.json").write_text("{}")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a sweep directory; its report is sweep-report.html" in err and "compare" not in err
