@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.compare import ComparisonResult, aggregate, compare, comparison_from_run, parse_strategies
+from benchmarks.compare import (
+    ComparisonResult,
+    aggregate,
+    compare,
+    comparison_from_run,
+    derive_seeds,
+    parse_strategies,
+)
 from benchmarks.statistics import ALPHA, TESTS, min_seeds
 from simulator.results import percent_text
 from simulator.runner import MODES
@@ -180,11 +187,12 @@ def compare_main(args: argparse.Namespace) -> int:
             test=args.test,
         )
     except KeyboardInterrupt:
-        done = _finished_runs(out)
+        seeds = derive_seeds(scenario.seed if args.base_seed is None else args.base_seed, args.seeds)
+        done = sum((out / "runs" / f"{n}-seed{seed}" / "summary.json").is_file() for n in strategies for seed in seeds)
+        each = " (each has its own summary: `wsfinal report` its directory)" if done else ""
         print(
-            f"wsfinal compare: interrupted; {done} of {len(strategies) * args.seeds} runs finished in {out / 'runs'} "
-            "(each has its own summary and `wsfinal report`), no comparison was written: run the command again "
-            "for one",
+            f"wsfinal compare: interrupted; {done} of {len(strategies) * args.seeds} runs finished in "
+            f"{out / 'runs'}{each}; no comparison was written: run the command again for one",
             file=sys.stderr,
         )
         return 130

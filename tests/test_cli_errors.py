@@ -150,3 +150,27 @@ def test_report_on_a_sweep_directory_points_at_the_sweep_report(
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "a sweep directory; its report is sweep-report.html" in err and "compare" not in err
+
+
+def test_compare_interrupted_says_what_finished_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import benchmarks.compare_commands as commands
+    from benchmarks.compare import derive_seeds
+
+    seeds = derive_seeds(1, 2)  # steady-state's seed
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        done = tmp_path / "runs" / f"round_robin-seed{seeds[0]}"
+        done.mkdir(parents=True)
+        (done / "summary.json").write_text("{}")
+        (tmp_path / "runs" / "stale-seed1").mkdir()  # a run of an earlier command: not counted
+        (tmp_path / "runs" / "stale-seed1" / "summary.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "compare", interrupted)
+    argv = ["compare", str(STEADY), "--strategies", "round_robin,peak_ewma", "--seeds", "2", "--out", str(tmp_path)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; 1 of 4 runs finished in {tmp_path / 'runs'} (each has its own summary" in err
+    assert "no comparison was written: run the command again" in err
