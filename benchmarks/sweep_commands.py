@@ -27,6 +27,11 @@ def main(args: argparse.Namespace) -> int:
         except SweepError as exc:
             print(f"wsfinal sweep: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # an unreachable --scheduler (after distributed's 30 s), or --out not writable
+            where = f"--scheduler {args.scheduler}" if args.scheduler else f"--out {out}"
+            text = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            print(f"wsfinal sweep: {where}: {text}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             done = len(SweepStore(out).records()) if (out / "index.jsonl").is_file() else 0
             print(

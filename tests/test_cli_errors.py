@@ -174,3 +174,30 @@ def test_compare_interrupted_says_what_finished_and_exits_130(
     err = capsys.readouterr().err
     assert f"interrupted; 1 of 4 runs finished in {tmp_path / 'runs'} (each has its own summary" in err
     assert "no comparison was written: run the command again" in err
+
+
+def test_sweep_names_an_unreachable_scheduler_and_an_unwritable_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    import benchmarks.sweep_commands as commands
+
+    example = str(ROOT / "sweeps" / "example.yaml")
+    target = tmp_path / "a-file"
+    target.write_text("")
+    assert main(["sweep", example, "--out", str(target / "sweep"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"wsfinal sweep: --out {target / 'sweep'}: " in err and "Not a directory" in err
+
+    @contextlib.contextmanager
+    def unreachable(workers: int, scheduler: str | None) -> Iterator[None]:
+        raise OSError(f"Timed out trying to connect to {scheduler} after 30 s")
+        yield
+
+    monkeypatch.setattr(commands, "make_executor", unreachable)
+    argv = ["sweep", example, "--out", str(tmp_path / "s"), "--scheduler", "tcp://127.0.0.1:1", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "wsfinal sweep: --scheduler tcp://127.0.0.1:1: Timed out trying to connect" in err
