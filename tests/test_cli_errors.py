@@ -201,3 +201,26 @@ def test_sweep_names_an_unreachable_scheduler_and_an_unwritable_out(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "wsfinal sweep: --scheduler tcp://127.0.0.1:1: Timed out trying to connect" in err
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_gate_verdict_survives_an_unwritable_step_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], passed: bool
+) -> None:
+    from types import SimpleNamespace
+
+    import benchmarks.gate_commands as commands
+
+    monkeypatch.setattr(commands, "run_suite", lambda suite, executor: {})
+    monkeypatch.setattr(commands, "compare", lambda suite, current, baseline: SimpleNamespace(passed=passed))
+    monkeypatch.setattr(commands, "table", lambda report: "the table")
+    monkeypatch.setattr(commands, "markdown", lambda report, suite: "the markdown\n")
+    target = tmp_path / "a-file"
+    target.write_text("")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target / "summary.md"))
+    assert main(["gate", "--workers", "1"]) == (0 if passed else 1)  # the gate's verdict, not a crash's 1
+    err = capsys.readouterr().err
+    assert f"warning: GITHUB_STEP_SUMMARY={target / 'summary.md'}: cannot append (Not a directory)" in err
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    assert main(["gate", "--workers", "1"]) == (0 if passed else 1)
+    assert (tmp_path / "summary.md").read_text() == "the markdown\n"
