@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.compare import ComparisonResult, aggregate, compare, comparison_from_run, parse_strategies
+from benchmarks.compare import (
+    ComparisonResult,
+    aggregate,
+    compare,
+    comparison_from_run,
+    derive_seeds,
+    parse_strategies,
+)
 from benchmarks.statistics import ALPHA, TESTS, min_seeds
 from simulator.results import percent_text
 from simulator.runner import MODES
@@ -51,6 +58,10 @@ def _mark(data: dict[str, Any], metric: str, name: str) -> str:
     return ""
 
 
+def _worse(test: dict[str, Any]) -> str:
+    return str(test["b"] if test["better"] == test["a"] else test["a"])
+
+
 def format_summary(data: dict[str, Any]) -> str:
     """The comparison as a terminal table: mean across seeds [95% CI], marks ^ best tier / v worse than best.
 
@@ -83,14 +94,20 @@ def format_summary(data: dict[str, Any]) -> str:
         lines.append("one strategy: nothing to compare (name two or more with --strategies a,b)")
         return "\n".join(lines)
     lines.append("cells: mean across seeds [bootstrap 95% CI]; ^ best tier and significantly better than another,")
-    lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']})")
+    lines.append(f"v significantly worse than the best ({data['test']}, Holm-corrected, alpha {data['alpha']});")
+    lines.append("reroute s: time until the faulty node's share of requests halved, - never (see report.html)")
     sig = [t for r in data["rankings"].values() for t in r["tests"] if t["significant"]]
     for ranking in data["rankings"].values():
-        tests = sorted((t for t in ranking["tests"] if t["significant"]), key=lambda t: (t["p_adjusted"], t["p"]))
+        # The strongest first; among equal p (common: every pair of separated samples gets the same exact p),
+        # the best strategy's wins first, as the report's table lists them.
+        rank = {e["strategy"]: e["rank"] for e in ranking.get("entries", [])}
+        tests = sorted(
+            (t for t in ranking["tests"] if t["significant"]),
+            key=lambda t: (t["p_adjusted"], t["p"], rank.get(t["better"], 10**6), rank.get(_worse(t), 10**6)),
+        )
         for t in tests[:SIGNIFICANT_PER_METRIC]:
-            worse = t["b"] if t["better"] == t["a"] else t["a"]
             lines.append(
-                f"  {t['metric']}: {t['better']} better than {worse} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
+                f"  {t['metric']}: {t['better']} better than {_worse(t)} (p={t['p']:.3g}, Holm p={t['p_adjusted']:.3g})"
             )
         if len(tests) > SIGNIFICANT_PER_METRIC:
             lines.append(
@@ -138,24 +155,47 @@ def compare_main(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
         strategies = parse_strategies(args.strategies)
-    except (ScenarioError, ConfigurationError, ValueError, OSError) as exc:
+    except ScenarioError as exc:  # every problem, as `wsfinal scenario check` lists them, not only the first
+        for line in exc.lines():
+            print(f"wsfinal compare: {line}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"wsfinal compare: {exc}{_strategy_hint(args.strategies)}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
         print(f"wsfinal compare: {exc}", file=sys.stderr)
         return 2
     if args.seeds < 1 or args.workers < 1:
         print("wsfinal compare: --seeds and --workers must be >= 1", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("results") / f"compare-{scenario.name}-{args.mode}"
-    result = compare(
-        scenario,
-        strategies,
-        args.seeds,
-        args.mode,
-        args.workers,
-        out,
-        base_seed=args.base_seed,
-        progress=not args.quiet,
-        test=args.test,
-    )
+    try:  # before the runs, not after them
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"wsfinal compare: --out {out}: cannot write there ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    try:
+        result = compare(
+            scenario,
+            strategies,
+            args.seeds,
+            args.mode,
+            args.workers,
+            out,
+            base_seed=args.base_seed,
+            progress=not args.quiet,
+            test=args.test,
+        )
+    except KeyboardInterrupt:
+        seeds = derive_seeds(scenario.seed if args.base_seed is None else args.base_seed, args.seeds)
+        done = sum((out / "runs" / f"{n}-seed{seed}" / "summary.json").is_file() for n in strategies for seed in seeds)
+        each = " (each has its own summary: `wsfinal report` its directory)" if done else ""
+        print(
+            f"wsfinal compare: interrupted; {done} of {len(strategies) * args.seeds} runs finished in "
+            f"{out / 'runs'}{each}; no comparison was written: run the command again for one",
+            file=sys.stderr,
+        )
+        return 130
     report = render_report(result.data, result.out)
     checks = _checks(result)
     print(format_summary(result.data))
@@ -180,7 +220,40 @@ def load_result(directory: str | Path) -> ComparisonResult:
         return result
     if (d / "summary.json").exists():
         return comparison_from_run(d)
-    raise FileNotFoundError(f"{d}: no comparison.json or summary.json (not a comparison or run directory)")
+    if not d.exists():
+        raise FileNotFoundError(f"{d}: no such directory")
+    if not d.is_dir():
+        raise NotADirectoryError(f"{d}: a file; give the run or comparison directory it belongs to")
+    if (d / "sweep.json").is_file():
+        raise FileNotFoundError(
+            f"{d}: a sweep directory; its report is sweep-report.html "
+            "(`wsfinal sweep SWEEP.yaml --report-only` rebuilds it), or `wsfinal report` one of its runs"
+        )
+    runs = _finished_runs(d)
+    hint = (
+        f"; its runs/ holds {runs} run directory(ies): did `wsfinal compare` stop early? "
+        "Run it again for the comparison, or `wsfinal report` one run"
+        if runs
+        else ""
+    )
+    raise FileNotFoundError(f"{d}: no comparison.json or summary.json (not a comparison or run directory){hint}")
+
+
+def _finished_runs(out: Path) -> int:
+    """Run directories under ``out/runs`` that have a ``summary.json`` (what an interrupted compare left)."""
+    return sum(1 for _ in out.glob("runs/*/summary.json"))
+
+
+def _strategy_hint(text: str) -> str:
+    """``"; did you mean 'peak_ewma'?"`` for the first name in ``--strategies`` that is not a strategy."""
+    from simulator.scenario_problems import did_you_mean
+
+    values = [s.value for s in LoadBalancingStrategy]
+    for name in text.split(","):
+        word = name.strip().lower().replace("-", "_")
+        if word and word != "all" and word not in values:
+            return did_you_mean(word, values)
+    return ""
 
 
 def report_main(args: argparse.Namespace) -> int:
@@ -195,7 +268,11 @@ def report_main(args: argparse.Namespace) -> int:
             text = describe(RunResult.load(result.out))
         else:
             text = "\n".join(filter(None, (format_summary(result.data), format_checks(_checks(result)))))
-    except (OSError, ValueError, KeyError) as exc:
+    except OSError as exc:  # a file of the result that cannot be read, or a report that cannot be written
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"wsfinal report: {text}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as exc:
         print(f"wsfinal report: {exc}", file=sys.stderr)
         return 2
     print(text)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .sweep import SweepError, grid_size, load_sweep, make_executor, run_sweep
+from .sweep import SweepError, SweepStore, grid_size, load_sweep, make_executor, run_sweep
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,6 +27,19 @@ def main(args: argparse.Namespace) -> int:
         except SweepError as exc:
             print(f"wsfinal sweep: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # an unreachable --scheduler (after distributed's 30 s), or --out not writable
+            where = f"--scheduler {args.scheduler}" if args.scheduler else f"--out {out}"
+            text = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            print(f"wsfinal sweep: {where}: {text}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            done = len(SweepStore(out).records()) if (out / "index.jsonl").is_file() else 0
+            print(
+                f"wsfinal sweep: interrupted; {done} of {grid_size(sweep)} runs complete in {out}: run the same "
+                "command again to resume (or --report-only for a report of what is there)",
+                file=sys.stderr,
+            )
+            return 130
         print(
             f"{outcome.executed} runs executed, {outcome.skipped} already complete, {len(outcome.failed)} failed; "
             f"{len(outcome.records)} of {outcome.total} complete"

@@ -310,9 +310,9 @@ def _matrix_panels(
         times = np.asarray(run.series["time"], dtype=float)
         mappable = draw(ax, times, matrix, conns)
         for f in scenario.get("faults", []):
-            ax.axvline(float(f["at_s"]), color=FAULT_COLOUR, lw=1.3, ls="--")
+            ax.axvline(float(f["at_s"]), color=FAULT_COLOUR, lw=1.3)
             if f.get("duration_s") is not None:
-                ax.axvline(float(f["at_s"]) + float(f["duration_s"]), color=FAULT_COLOUR, lw=1.3, ls=":")
+                ax.axvline(float(f["at_s"]) + float(f["duration_s"]), color=FAULT_COLOUR, lw=1.3, ls="--")
         ax.set_title(f"{name} (seed {run.summary.get('seed')})", fontsize=10)
         ax.set_xlim(0, float(scenario.get("duration_s") or times[-1] + 1))
     for ax in axes[len(names) :]:
@@ -347,7 +347,7 @@ def connection_state_chart(runs: Runs, scenario: Mapping[str, Any]) -> ChartResu
     fig = _matrix_panels(
         runs,
         scenario,
-        "State of each connection over time, first seed (fault start: dashed line, end: dotted)",
+        "State of each connection over time, first seed (fault start: solid line, end: dashed)",
         "state",
         draw,
     )
@@ -378,7 +378,7 @@ def health_heatmap_chart(runs: Runs, scenario: Mapping[str, Any]) -> ChartResult
     fig = _matrix_panels(
         runs,
         scenario,
-        "Health score (0-100) of each connection over time, first seed (fault start: dashed, end: dotted)",
+        "Health score (0-100) of each connection over time, first seed (fault start: solid line, end: dashed)",
         "health",
         draw,
     )
@@ -460,7 +460,7 @@ CHARTS: dict[str, tuple[Callable[[Runs, Mapping[str, Any]], ChartResult], str, s
         connection_state_chart,
         "Connection state timeline",
         "One colour-coded row per connection over time (connected, reconnecting, failed...) for the first "
-        "seed of each strategy; dashed lines mark fault starts, dotted lines their ends.",
+        "seed of each strategy; vertical lines mark fault starts (solid) and ends (dashed).",
     ),
     "alerts.png": (
         alerts_chart,
@@ -472,7 +472,7 @@ CHARTS: dict[str, tuple[Callable[[Runs, Mapping[str, Any]], ChartResult], str, s
         health_heatmap_chart,
         "Health-score heatmap (connection x time)",
         "Heatmap: one row per connection, time across; colour is the health score from 0 (dark blue) to 100 "
-        "(yellow), first seed of each strategy; dashed lines mark fault starts, dotted lines their ends.",
+        "(yellow), first seed of each strategy; vertical lines mark fault starts (solid) and ends (dashed).",
     ),
 }
 

@@ -167,8 +167,8 @@ def verdict(d: dict[str, Any]) -> dict[str, Any]:
     if d.get("kind") == "run" or len(names) < 2:
         what = "one run" if d.get("kind") == "run" else f"one strategy ({names[0] if names else '-'})"
         return {
-            "headline": f"This report shows {what}: there is nothing to compare. "
-            "`wsfinal compare SCENARIO --strategies a,b --seeds 5` compares strategies over seeds.",
+            "headline": f"This report shows {what}: there is nothing to compare. To compare strategies over "
+            f"seeds: wsfinal compare {d.get('scenario', {}).get('source') or 'SCENARIO'} --strategies a,b --seeds 5",
             "rows": [],
         }
     labels = {**{m: m for m in COLUMNS}, **d.get("metric_labels", {})}
@@ -280,10 +280,14 @@ def build_context(
     # One note on power is enough: the p99 ranking's (every latency metric has the same seeds).
     notes: list[str] = list(rankings.get("p99_ms", {}).get("notes", [])) if len(names) > 1 else []
     for ranking in rankings.values():
+        rank = {e["strategy"]: e["rank"] for e in ranking.get("entries", [])}
+        pairs = []
         for t in ranking["tests"]:
             if t["significant"]:
                 worse = t["b"] if t["better"] == t["a"] else t["a"]
-                significant.append({**t, "worse": worse})
+                pairs.append({**t, "worse": worse})
+        # Per metric, the best strategy's wins first, then the runner-up's...: the table reads as the ranking.
+        significant.extend(sorted(pairs, key=lambda t: (rank.get(t["better"], 10**6), rank.get(t["worse"], 10**6))))
     outcomes = list(next(iter(d["strategies"].values()))["outcomes"]) if d["strategies"] else []
     outcome_rows = []
     for n in names:
