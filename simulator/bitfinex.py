@@ -682,7 +682,7 @@ class ExchangeSession:
         """The payload of the notification (after ``[0,``) and the JSON text of its order array."""
         # Written out by hand (f-strings, not json over a 32-element list): this runs once per order, and the
         # parts that do not depend on cid, time and order id are made once per order shape (see _OrderShape).
-        # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_node.py checks it).
+        # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_order_text.py checks it).
         cid = o.get("cid")
         cid_text = int.__repr__(cid) if type(cid) is int else "null"
         parts = None
