@@ -28,164 +28,106 @@ SEQ_ALL appends a per-connection public sequence number to every array message, 
 second, authenticated sequence number after it (error notifications carry the public one only, as the
 Bitfinex client libraries expect); OB_CHECKSUM sends ``[chanId,"cs",checksum]`` after a book snapshot and
 after each event's book updates.
+
+The module is in three parts, all importable from here: this hot path (client frames, market frames,
+heartbeats, the order path); :mod:`simulator.bitfinex_events` (the control events: info, ping, conf,
+subscriptions with their snapshots, auth, the session's end; :class:`~simulator.bitfinex_events.SessionEvents`,
+a mixin of :class:`ExchangeSession`); :mod:`simulator.bitfinex_protocol` (the constants and the actions).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import math
-import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 
-from wsfinal.exceptions import UsageError
-
-from .book import FREQUENCIES, LENGTHS, PRECISIONS
-from .market import MarketEvent, MarketFeed, channel_key
+from .bitfinex_events import SessionEvents, _Sub
+from .bitfinex_protocol import (  # re-exported: the constants and actions lived here
+    API_VERSION,
+    CLOSE_MESSAGE_TOO_BIG,
+    ERR_AUTH_FAILED,
+    ERR_PARAMS,
+    ERR_RATE_LIMIT,
+    ERR_SUB_DUP,
+    ERR_SUB_FAILED,
+    ERR_SUB_LIMIT,
+    ERR_SUB_UNKNOWN_CHANNEL,
+    ERR_UNKNOWN_EVENT,
+    ERR_UNKNOWN_PAIR,
+    ERR_UNSUB_FAILED,
+    ERR_UNSUB_NOT_SUBSCRIBED,
+    FLAG_DEC_S,
+    FLAG_OB_CHECKSUM,
+    FLAG_SEQ_ALL,
+    FLAG_TIME_S,
+    FLAG_TIMESTAMP,
+    INFO_MAINTENANCE_END,
+    INFO_MAINTENANCE_START,
+    INFO_RECONNECT,
+    INFO_TEXTS,
+    ORDER_ERROR_TEXTS,
+    Action,
+    Close,
+    Order,
+    Send,
+    SessionUsageError,
+)
+from .bitfinex_protocol import EVENT_DUMPS as _EVENT_DUMPS  # noqa: F401 (re-exported: tests/test_order_text.py)
+from .bitfinex_protocol import MAX_CID as _MAX_CID
+from .bitfinex_protocol import new_order as _new_order
+from .bitfinex_protocol import utf8 as _utf8
+from .market import MarketEvent, MarketFeed
 from .order_text import ORDER_CACHE_SIZE as _ORDER_CACHE_SIZE
 from .order_text import OrderShape as _OrderShape
 from .order_text import note_parts as _note_parts
 from .order_text import number as _number
 from .order_text import order_shape as _order_shape
 
-# ----------------------------------------------------------------------------- protocol constants
+__all__ = [
+    "API_VERSION",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "ERR_AUTH_FAILED",
+    "ERR_PARAMS",
+    "ERR_RATE_LIMIT",
+    "ERR_SUB_DUP",
+    "ERR_SUB_FAILED",
+    "ERR_SUB_LIMIT",
+    "ERR_SUB_UNKNOWN_CHANNEL",
+    "ERR_UNKNOWN_EVENT",
+    "ERR_UNKNOWN_PAIR",
+    "ERR_UNSUB_FAILED",
+    "ERR_UNSUB_NOT_SUBSCRIBED",
+    "FLAG_DEC_S",
+    "FLAG_OB_CHECKSUM",
+    "FLAG_SEQ_ALL",
+    "FLAG_TIMESTAMP",
+    "FLAG_TIME_S",
+    "INFO_MAINTENANCE_END",
+    "INFO_MAINTENANCE_START",
+    "INFO_RECONNECT",
+    "INFO_TEXTS",
+    "ORDER_ERROR_TEXTS",
+    "Action",
+    "Close",
+    "ExchangeSession",
+    "Order",
+    "Send",
+    "SessionEvents",
+    "SessionUsageError",
+]
 
-API_VERSION = 2
-
-FLAG_DEC_S = 8  # accepted, not implemented: decimals stay numbers
-FLAG_TIME_S = 32  # accepted, not implemented: timestamps stay numbers
-FLAG_TIMESTAMP = 32768
-FLAG_SEQ_ALL = 65536
-FLAG_OB_CHECKSUM = 131072
-
-ERR_UNKNOWN_EVENT = 10000  # also: malformed JSON, wrong message shape
-ERR_UNKNOWN_PAIR = 10001
-ERR_PARAMS = 10020  # order input with a missing or invalid field
-ERR_AUTH_FAILED = 10100
-ERR_SUB_FAILED = 10300
-ERR_SUB_DUP = 10301
-ERR_SUB_UNKNOWN_CHANNEL = 10302
-ERR_SUB_LIMIT = 10305
-ERR_UNSUB_FAILED = 10400
-ERR_UNSUB_NOT_SUBSCRIBED = 10401
-ERR_RATE_LIMIT = 11010  # Bitfinex's "ratelimit: error"; the node uses it when its queue is full
-
-INFO_RECONNECT = 20051
-INFO_MAINTENANCE_START = 20060
-INFO_MAINTENANCE_END = 20061
-
-INFO_TEXTS: dict[int, str] = {
-    INFO_RECONNECT: "Stopping. Please try to reconnect",
-    INFO_MAINTENANCE_START: (
-        "Entering in Maintenance mode. Please pause any activity and resume after receiving the info "
-        "message 20061 (it should take 120 seconds at most)."
-    ),
-    INFO_MAINTENANCE_END: (
-        "Maintenance ended. You can resume normal activity. It is advised to unsubscribe/subscribe again all channels."
-    ),
-}
-
-#: Texts of ERROR notifications by code (order_done with ok=False and no text uses these).
-ORDER_ERROR_TEXTS: dict[int, str] = {
-    ERR_UNKNOWN_EVENT: "error: unknown",
-    ERR_UNKNOWN_PAIR: "symbol: invalid",
-    ERR_PARAMS: "Invalid order: parameters",
-    ERR_AUTH_FAILED: "auth: not authenticated",
-    ERR_RATE_LIMIT: "ratelimit: error",
-    INFO_MAINTENANCE_START: "maintenance: orders refused",
-}
-
-CLOSE_MESSAGE_TOO_BIG = 1009
-_MAX_CID = 2**53  # cids must survive a JavaScript client
-# ASCII-only output: echoed client strings may hold lone surrogates, which a frame could not carry as UTF-8
 #: order_text.loads's two decoders, for its inline copy in ExchangeSession.on_message
 _orjson_loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _json_loads = json.loads
-_EVENT_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
-
-
-class SessionUsageError(UsageError, ValueError):
-    """The shell called the session wrongly (e.g. an info code that does not exist)."""
-
-
-# ----------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send ``text`` to the client as one frame (``bytes``: a binary frame)."""
-
-    text: str | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the connection with this WebSocket close code and reason."""
-
-    code: int
-    reason: str = ""
-
-
-class Order(NamedTuple):
-    """An authenticated order input ``[0,"on",null,{...}]`` waiting for the node's service model.
-
-    A named tuple, not a frozen dataclass like the other actions: one is made per simulated request, and the
-    session builds it with ``tuple.__new__`` (about 0.1 us; the frozen dataclass's ``__init__``, one
-    ``object.__setattr__`` per field, about 0.9 us). Equality, hashing and repr are the dataclass's (``shape`` left
-    out); as a tuple it also unpacks, indexes and orders like one, and equals a plain tuple of its four values.
-    """
-
-    cid: int
-    request: list[Any]
-    received_at: float
-    #: What the session validated and cached for orders of this shape (its ``_OrderShape``), or None.
-    shape: Any = None
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Order:
-            return NotImplemented
-        return self[:3] == other[:3]  # type: ignore[index]
-
-    def __ne__(self, other: object) -> bool:
-        if type(other) is not Order:
-            return NotImplemented
-        return self[:3] != other[:3]  # type: ignore[index]
-
-    def __hash__(self) -> int:
-        return hash(self[:3])
-
-    def __repr__(self) -> str:
-        return f"Order(cid={self.cid!r}, request={self.request!r}, received_at={self.received_at!r})"
-
-
-#: ``Order`` from a tuple of its four fields, without the generated ``__new__``'s Python frame.
-_new_order: Callable[[type[Order], tuple[Any, ...]], Order] = tuple.__new__
-
-
-Action = Send | Close | Order
-
-
-@dataclass(slots=True)
-class _Sub:
-    chan_id: int
-    key: str
-    channel: str
-    symbol: str
-    prefix: str  # '[chanId,'
-    since_seq: int  # market events up to this seq are already in the snapshot
-    book: bool
 
 
 # ----------------------------------------------------------------------------- the session
 
 
-class ExchangeSession:
+class ExchangeSession(SessionEvents):
     """One client connection: Bitfinex v2 protocol state, fed events, returning actions (see module doc)."""
 
     def __init__(
@@ -224,30 +166,7 @@ class ExchangeSession:
         self._epoch_s = market.epoch_s
         self._order_cache: dict[tuple[str, str, str, str], _OrderShape] = {}  # order path: see _order_shape
 
-    # ------------------------------------------------------------------ properties
-
-    @property
-    def subscription_count(self) -> int:
-        return len(self._subs)
-
-    def channel_ids(self) -> list[int]:
-        """Channel ids of the public subscriptions, in subscription order."""
-        return list(self._subs)
-
     # ------------------------------------------------------------------ shell entry points
-
-    def on_open(self, now: float) -> list[Action]:
-        """The ``info`` event a client receives right after connecting."""
-        return [
-            self._event(
-                {
-                    "event": "info",
-                    "version": API_VERSION,
-                    "serverId": self.server_id,
-                    "platform": {"status": self.platform_status},
-                }
-            )
-        ]
 
     def on_message(self, data: str | bytes, now: float) -> list[Action]:
         """Handle one client frame. Bad input gets a Bitfinex error event; an oversized frame, Close(1009)."""
@@ -410,44 +329,12 @@ class ExchangeSession:
                 end_new = f",{pub + 2},{auth + 2}{stamp}"
         return f'[0,"n",[{mts},"on-req",null,null,{order_array}{tail}{end}', f'[0,"on",{order_array}{end_new}'
 
-    def info(self, code: int, now: float) -> list[Action]:
-        """An info event 20051 (reconnect), 20060 (maintenance start: orders refused) or 20061 (end)."""
-        if code not in INFO_TEXTS:
-            raise SessionUsageError(f"info code {code!r} is not one of {sorted(INFO_TEXTS)}")
-        if self.closed:
-            return []
-        if code == INFO_MAINTENANCE_START:
-            self.maintenance = True
-        elif code == INFO_MAINTENANCE_END:
-            self.maintenance = False
-        return [self._event({"event": "info", "code": code, "msg": INFO_TEXTS[code]})]
-
-    def on_close(self, now: float) -> None:
-        """The connection is gone: release this session's book views. Later calls return nothing."""
-        if self.closed:
-            return
-        self.closed = True
-        for sub in self._subs.values():
-            self.market.release(sub.key)
-        self._subs.clear()
-        self._by_key.clear()
-        self._by_symbol.clear()
-        self._last_sent.clear()
-
     @staticmethod
     def order_error_text(code: int) -> str:
         """The text of an ERROR notification with this code (what ``order_done(ok=False)`` sends)."""
         return ORDER_ERROR_TEXTS.get(code, f"error: {code}")
 
     # ------------------------------------------------------------------ framing helpers
-
-    def _event(self, obj: dict[str, Any]) -> Send:
-        return Send(_EVENT_DUMPS(obj))
-
-    def _error(self, code: int, msg: str, **fields: Any) -> Send:
-        body: dict[str, Any] = {"event": "error", "msg": msg, "code": code}
-        body.update(fields)
-        return self._event(body)
 
     def _wrap(self, prefix: str, payload: str, t: float, *, auth: bool = False) -> str:
         """``prefix + payload`` closed with the sequence number(s) and timestamp the flags ask for."""
@@ -463,150 +350,7 @@ class ExchangeSession:
             tail += f",{round((self._epoch_s + t) * 1000.0)}"  # = market.mts(t), inlined: hot path
         return prefix + payload + tail + "]"
 
-    # ------------------------------------------------------------------ dispatch
-
-    def _on_event(self, msg: dict[str, Any], now: float) -> list[Action]:
-        """A JSON object from the client (``{"event": ...}``), parsed by on_message."""
-        event = msg.get("event")
-        if event == "ping":
-            return self._ping(msg, now)
-        if event == "subscribe":
-            return self._subscribe(msg, now)
-        if event == "unsubscribe":
-            return self._unsubscribe(msg)
-        if event == "conf":
-            return self._conf(msg)
-        if event == "auth":
-            return self._auth(msg, now)
-        return [self._error(ERR_UNKNOWN_EVENT, "error: unknown event")]
-
-    def _ping(self, msg: dict[str, Any], now: float) -> list[Action]:
-        reply: dict[str, Any] = {"event": "pong", "ts": self.market.mts(now)}
-        if "cid" in msg and _is_short_scalar(msg["cid"]):
-            reply["cid"] = msg["cid"]
-        return [self._event(reply)]
-
-    def _conf(self, msg: dict[str, Any]) -> list[Action]:
-        flags = msg.get("flags")
-        if type(flags) is not int or not 0 <= flags < 2**31:
-            shown = flags if type(flags) is int or (isinstance(flags, str) and len(flags) <= 64) else None
-            return [self._event({"event": "conf", "status": "FAILED", "flags": shown})]
-        self.flags = flags
-        return [self._event({"event": "conf", "status": "OK", "flags": flags})]
-
-    # ------------------------------------------------------------------ subscriptions
-
-    def _subscribe(self, msg: dict[str, Any], now: float) -> list[Action]:
-        echo = {k: msg[k] for k in ("channel", "symbol", "pair", "prec", "freq", "len", "subId") if k in msg}
-        echo = {k: v for k, v in echo.items() if _is_short_scalar(v)}
-
-        def fail(code: int, text: str) -> list[Action]:
-            return [self._error(code, text, **echo)]
-
-        channel = msg.get("channel")
-        if not isinstance(channel, str):
-            return fail(ERR_SUB_FAILED, "subscribe: channel missing")
-        if channel not in ("ticker", "trades", "book"):
-            return fail(ERR_SUB_UNKNOWN_CHANNEL, "subscribe: unknown channel")
-        symbol = msg.get("symbol")
-        if symbol is None and isinstance(msg.get("pair"), str):
-            pair = msg["pair"]
-            symbol = pair if pair.startswith("t") else "t" + pair
-        if not isinstance(symbol, str):
-            return fail(ERR_SUB_FAILED, "subscribe: symbol missing")
-        if not self.market.has_symbol(symbol):
-            return fail(ERR_UNKNOWN_PAIR, "symbol: invalid")
-        prec, freq, length = "P0", "F0", 25
-        if channel == "book":
-            prec = msg.get("prec", "P0")
-            freq = msg.get("freq", "F0")
-            raw_len = msg.get("len", 25)
-            if not isinstance(prec, str) or prec not in PRECISIONS:
-                return fail(ERR_SUB_FAILED, "subscribe: prec invalid")
-            if not isinstance(freq, str) or freq not in FREQUENCIES:
-                return fail(ERR_SUB_FAILED, "subscribe: freq invalid")
-            if isinstance(raw_len, str) and raw_len.isdigit() and len(raw_len) <= 4:
-                raw_len = int(raw_len)
-            if type(raw_len) is not int or raw_len not in LENGTHS:
-                return fail(ERR_SUB_FAILED, "subscribe: len invalid")
-            length = raw_len
-        key = channel_key(channel, symbol, prec, freq, length)
-        if key in self._by_key:
-            return fail(ERR_SUB_DUP, "subscribe: dup")
-        if len(self._subs) >= self.max_subscriptions:
-            return fail(ERR_SUB_LIMIT, "subscribe: limit")
-        chan_id = self._next_chan_id
-        self._next_chan_id += 1
-        self.market.retain(key)
-        sub = _Sub(chan_id, key, channel, symbol, f"[{chan_id},", self.market.last_seq, channel == "book")
-        self._subs[chan_id] = sub
-        self._by_key[key] = sub
-        self._by_symbol.setdefault(symbol, []).append(sub)
-        reply: dict[str, Any] = {"event": "subscribed", "channel": channel, "chanId": chan_id, "symbol": symbol}
-        if channel == "book":
-            reply.update(prec=prec, freq=freq, len=str(length))
-        if "subId" in echo:
-            reply["subId"] = echo["subId"]
-        reply["pair"] = symbol[1:]
-        out: list[Action] = [self._event(reply)]
-        payload, checksum = self.market.snapshot(key)
-        out.append(Send(self._wrap(sub.prefix, payload, now)))
-        if checksum is not None and self.flags & FLAG_OB_CHECKSUM:
-            out.append(Send(self._wrap(sub.prefix, f'"cs",{checksum}', now)))
-        self._last_sent[chan_id] = now
-        return out
-
-    def _unsubscribe(self, msg: dict[str, Any]) -> list[Action]:
-        chan_id = msg.get("chanId")
-        if type(chan_id) is not int:
-            shown = {"chanId": chan_id} if _is_short_scalar(chan_id) else {}
-            return [self._error(ERR_UNSUB_FAILED, "unsubscribe: invalid", **shown)]
-        sub = self._subs.pop(chan_id, None)
-        if sub is None:
-            return [self._error(ERR_UNSUB_NOT_SUBSCRIBED, "unsubscribe: not subscribed", chanId=chan_id)]
-        del self._by_key[sub.key]
-        self._by_symbol[sub.symbol].remove(sub)
-        self._last_sent.pop(chan_id, None)
-        self.market.release(sub.key)
-        return [self._event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})]
-
-    # ------------------------------------------------------------------ authenticated path
-
-    def _auth(self, msg: dict[str, Any], now: float) -> list[Action]:
-        def failed(text: str) -> list[Action]:
-            return [
-                self._event({"event": "auth", "status": "FAILED", "chanId": 0, "msg": text, "code": ERR_AUTH_FAILED})
-            ]
-
-        if self.authenticated:
-            return failed("auth: dup")
-        key, sig, payload = msg.get("apiKey"), msg.get("authSig"), msg.get("authPayload")
-        if not isinstance(key, str) or key not in self.api_keys:
-            return failed("apikey: invalid")
-        if not isinstance(sig, str) or not isinstance(payload, str) or not payload.startswith("AUTH"):
-            return failed("apikey: digest invalid")
-        expected = hmac.new(_utf8(self.api_keys[key]), _utf8(payload), hashlib.sha384).hexdigest()
-        if not hmac.compare_digest(expected.encode(), _utf8(sig.lower())):
-            return failed("apikey: digest invalid")
-        self.authenticated = True
-        self.user_id = zlib.crc32(_utf8(key)) % 10_000_000
-        out: list[Action] = [
-            self._event(
-                {
-                    "event": "auth",
-                    "status": "OK",
-                    "chanId": 0,
-                    "userId": self.user_id,
-                    "auth_id": f"{self.server_id}-{self.user_id}",
-                    "caps": {"orders": {"read": 1, "write": 1}, "wallets": {"read": 1, "write": 0}},
-                }
-            )
-        ]
-        # the account snapshots a Bitfinex client receives after auth (this simulated account is empty)
-        for kind in ("ps", "ws", "os"):
-            out.append(Send(self._wrap("[0,", f'"{kind}",[]', now, auth=True)))
-        self._last_sent[0] = now
-        return out
+    # ------------------------------------------------------------------ orders
 
     def _order(self, msg: list[Any], now: float) -> list[Action]:
         body = msg[3] if len(msg) >= 4 else None
@@ -682,7 +426,7 @@ class ExchangeSession:
         """The payload of the notification (after ``[0,``) and the JSON text of its order array."""
         # Written out by hand (f-strings, not json over a 32-element list): this runs once per order, and the
         # parts that do not depend on cid, time and order id are made once per order shape (see _OrderShape).
-        # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_node.py checks it).
+        # The text is exactly what _EVENT_DUMPS gives for the same list (tests/test_order_text.py checks it).
         cid = o.get("cid")
         cid_text = int.__repr__(cid) if type(cid) is int else "null"
         parts = None
@@ -710,18 +454,3 @@ class ExchangeSession:
 
 
 _BAD_CID = "Invalid order: cid must be an integer in [0, 2^53)"
-
-
-# ----------------------------------------------------------------------------- small helpers
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _is_short_scalar(value: object) -> bool:
-    if isinstance(value, str):
-        return len(value) <= 64
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, int | bool)

@@ -9,7 +9,7 @@ possible, without changing a byte:
   or id, and :class:`OrderShape` keeps them, with the validation, for every order of the same shape
   (:func:`order_shape`): a client sends the same few order bodies again and again.
 
-``tests/test_node.py`` checks these against ``json.loads`` / ``json.dumps`` of the reference list.
+``tests/test_order_text.py`` checks these against ``json.loads`` / ``json.dumps`` of the reference list.
 """
 
 from __future__ import annotations

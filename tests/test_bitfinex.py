@@ -1,16 +1,32 @@
-"""Pure tests of simulator.bitfinex.ExchangeSession: every message type and error code, no sockets."""
+"""Pure tests of simulator.bitfinex.ExchangeSession's hot path, no sockets: client frames, market frames and
+books, flags, heartbeats, the order path, determinism and fuzzing.
+
+The control events (info, ping, conf, subscribe/unsubscribe, auth; simulator.bitfinex_events) are tested in
+test_bitfinex_events.py."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import struct
 import zlib
 from typing import Any
 
 import numpy as np
 import pytest
+from _exchange_session_helpers import (
+    KEY,
+    SECRET,
+    auth_message,
+    authed,
+    error_of,
+    frames,
+    make,
+    notification,
+    order_message,
+    send,
+    signed,
+    step,
+    subscribe,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,158 +35,56 @@ from simulator.bitfinex import (
     ERR_AUTH_FAILED,
     ERR_PARAMS,
     ERR_RATE_LIMIT,
-    ERR_SUB_DUP,
-    ERR_SUB_FAILED,
-    ERR_SUB_LIMIT,
-    ERR_SUB_UNKNOWN_CHANNEL,
     ERR_UNKNOWN_EVENT,
     ERR_UNKNOWN_PAIR,
-    ERR_UNSUB_FAILED,
-    ERR_UNSUB_NOT_SUBSCRIBED,
     FLAG_OB_CHECKSUM,
     FLAG_SEQ_ALL,
     FLAG_TIMESTAMP,
-    INFO_MAINTENANCE_END,
-    INFO_MAINTENANCE_START,
-    INFO_RECONNECT,
     Close,
     ExchangeSession,
     Order,
     Send,
-    SessionUsageError,
 )
 from simulator.market import MarketFeed
 
-KEY, SECRET = "demo-key", "demo-secret"
+# --- client frames --------------------------------------------------------------------------------------------------
 
 
-def make(seed: int = 7, **kw: Any) -> ExchangeSession:
-    market = MarketFeed(["tBTCUSD", "tETHUSD"], np.random.default_rng(seed))
-    kw.setdefault("strict", True)
-    return ExchangeSession(market=market, api_keys={KEY: SECRET}, **kw)
+@pytest.mark.parametrize("frame", ["{not json", "", "42", '"text"', "null", "[" * 100_000, b"\xff\xfe"])
+def test_malformed_or_wrong_type_frames_get_10000(frame: str | bytes) -> None:
+    assert error_of(frames(make().on_message(frame, 0.0)))[0] == ERR_UNKNOWN_EVENT
 
 
-def frames(actions: list[Any]) -> list[Any]:
-    assert all(isinstance(a, Send) for a in actions), actions
-    return [json.loads(a.text) for a in actions]
+def test_binary_frames_holding_json_are_accepted() -> None:
+    reply = frames(make().on_message(b'{"event":"ping","cid":1}', 0.0))
+    assert reply[0]["event"] == "pong" and reply[0]["cid"] == 1
 
 
-def send(s: ExchangeSession, obj: Any, now: float = 0.0) -> list[Any]:
-    return frames(s.on_message(json.dumps(obj), now))
+def test_oversized_frame_is_closed_with_1009() -> None:
+    s = make(max_frame_bytes=100)
+    assert s.on_message("x" * 101, 0.0) == [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
+    assert s.closed and s.on_message('{"event":"ping"}', 0.0) == []
+    # the limit counts bytes, not characters
+    t = make(max_frame_bytes=100)
+    assert t.on_message("é" * 51, 0.0) == [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
+    assert isinstance(make(max_frame_bytes=100).on_message("é" * 49, 0.0)[0], Send)
+    assert make(max_frame_bytes=100).on_message(b"x" * 101, 0.0)[0] == Close(1009, "message too big")
 
 
-def subscribe(s: ExchangeSession, now: float = 0.0, **fields: Any) -> list[Any]:
-    return send(s, {"event": "subscribe", **fields}, now)
+def test_internal_errors_become_error_events_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = make(strict=False)
+
+    def boom(*_: Any) -> list[Any]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(s, "_ping", boom)
+    assert error_of(send(s, {"event": "ping"}))[0] == ERR_UNKNOWN_EVENT
+    s.strict = True
+    with pytest.raises(RuntimeError):
+        s.on_message('{"event":"ping"}', 0.0)
 
 
-def step(s: ExchangeSession, until: float) -> list[Any]:
-    return frames(s.on_market(s.market.advance(until), until))
-
-
-def auth_message(key: str = KEY, secret: str = SECRET, nonce: int = 1_700_000_000_000) -> dict[str, Any]:
-    payload = f"AUTH{nonce}"
-    sig = hmac.new(secret.encode(), payload.encode(), hashlib.sha384).hexdigest()
-    return {"event": "auth", "apiKey": key, "authSig": sig, "authNonce": nonce, "authPayload": payload}
-
-
-def order_message(**fields: Any) -> list[Any]:
-    order = {"cid": 42, "type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "amount": "0.5", "price": "30000"}
-    order.update(fields)
-    return [0, "on", None, {k: v for k, v in order.items() if v is not None}]
-
-
-def authed(**kw: Any) -> ExchangeSession:
-    s = make(**kw)
-    assert send(s, auth_message())[0]["status"] == "OK"
-    return s
-
-
-def signed(value: int) -> int:
-    return struct.unpack("<i", struct.pack("<I", value))[0]
-
-
-# ----------------------------------------------------------------------------- events
-
-
-def test_on_open_sends_the_info_event() -> None:
-    s = make(platform_status=0, server_id="node-a")
-    assert frames(s.on_open(0.0)) == [{"event": "info", "version": 2, "serverId": "node-a", "platform": {"status": 0}}]
-
-
-def test_ping_pong_echoes_cid_and_stamps_time() -> None:
-    s = make()
-    assert send(s, {"event": "ping", "cid": 1234}, 2.5) == [{"event": "pong", "ts": s.market.mts(2.5), "cid": 1234}]
-    assert send(s, {"event": "ping"}, 0.0) == [{"event": "pong", "ts": s.market.mts(0.0)}]
-
-
-def test_conf_sets_flags_or_fails() -> None:
-    s = make()
-    flags = FLAG_TIMESTAMP | FLAG_SEQ_ALL | FLAG_OB_CHECKSUM
-    assert send(s, {"event": "conf", "flags": flags}) == [{"event": "conf", "status": "OK", "flags": flags}]
-    assert s.flags == flags
-    for bad in ["65536", -1, True, None, 2**40]:
-        reply = send(s, {"event": "conf", "flags": bad})
-        assert reply[0]["event"] == "conf" and reply[0]["status"] == "FAILED"
-    assert s.flags == flags
-
-
-# ----------------------------------------------------------------------------- subscriptions
-
-
-def test_subscribe_ticker_replies_and_sends_the_current_ticker() -> None:
-    s = make()
-    subscribed, snapshot = subscribe(s, channel="ticker", symbol="tBTCUSD", subId="t1")
-    assert subscribed == {
-        "event": "subscribed",
-        "channel": "ticker",
-        "chanId": subscribed["chanId"],
-        "symbol": "tBTCUSD",
-        "subId": "t1",
-        "pair": "BTCUSD",
-    }
-    assert snapshot[0] == subscribed["chanId"] and len(snapshot[1]) == 10
-    updates = step(s, 1.0)
-    assert updates and all(u[0] == subscribed["chanId"] and len(u[1]) == 10 for u in updates)
-
-
-def test_subscribe_trades_by_pair_gets_snapshot_then_te_and_tu() -> None:
-    s = make()
-    s.market.advance(20.0)  # some history
-    subscribed, snapshot = subscribe(s, 20.0, channel="trades", pair="BTCUSD")
-    chan = subscribed["chanId"]
-    assert subscribed["symbol"] == "tBTCUSD"
-    assert snapshot[0] == chan and isinstance(snapshot[1], list) and snapshot[1]
-    assert all(len(t) == 4 for t in snapshot[1])
-    kinds = [m[1] for m in step(s, 40.0) if m[0] == chan]
-    assert "te" in kinds and "tu" in kinds
-
-
-def test_subscribe_book_echoes_parameters_and_sends_a_snapshot() -> None:
-    s = make()
-    subscribed, snapshot = subscribe(s, channel="book", symbol="tETHUSD", prec="P1", freq="F0", len="100", subId=9)
-    assert subscribed == {
-        "event": "subscribed",
-        "channel": "book",
-        "chanId": subscribed["chanId"],
-        "symbol": "tETHUSD",
-        "prec": "P1",
-        "freq": "F0",
-        "len": "100",
-        "subId": 9,
-        "pair": "ETHUSD",
-    }
-    levels = snapshot[1]
-    bids = [lv for lv in levels if lv[2] > 0]
-    asks = [lv for lv in levels if lv[2] < 0]
-    assert levels == bids + asks  # bids first, then asks
-    assert 0 < len(bids) <= 100 and 0 < len(asks) <= 100
-    assert max(b[0] for b in bids) < min(a[0] for a in asks)
-
-
-def test_book_defaults_are_p0_f0_25() -> None:
-    s = make()
-    subscribed, _ = subscribe(s, channel="book", symbol="tBTCUSD")
-    assert (subscribed["prec"], subscribed["freq"], subscribed["len"]) == ("P0", "F0", "25")
+# --- market frames and books ----------------------------------------------------------------------------------------
 
 
 def test_book_updates_with_checksums_keep_a_client_copy_exact() -> None:
@@ -236,135 +150,18 @@ def test_two_sessions_receive_the_same_payloads() -> None:
     assert fa and fa == fb
 
 
-def test_unsubscribe_stops_the_channel_and_releases_the_view() -> None:
+def test_f1_books_arrive_as_periodic_snapshots_with_checksums() -> None:
     s = make()
-    chan = subscribe(s, channel="book", symbol="tBTCUSD")[0]["chanId"]
-    assert s.market.retained_keys() == {"book:tBTCUSD:P0:F0:25": 1}
-    assert send(s, {"event": "unsubscribe", "chanId": chan}) == [
-        {"event": "unsubscribed", "status": "OK", "chanId": chan}
-    ]
-    assert s.market.retained_keys() == {}
-    assert step(s, 2.0) == []
-    again = subscribe(s, channel="book", symbol="tBTCUSD")[0]["chanId"]
-    assert again != chan
+    send(s, {"event": "conf", "flags": FLAG_OB_CHECKSUM})
+    chan = subscribe(s, channel="book", symbol="tBTCUSD", freq="F1")[0]["chanId"]
+    msgs = [m for m in step(s, 6.0) if m[0] == chan]
+    snapshots = [m for m in msgs if m[1] != "cs"]
+    assert 2 <= len(snapshots) <= 4
+    assert all(isinstance(m[1][0], list) for m in snapshots)  # whole books, not level updates
+    assert len([m for m in msgs if m[1] == "cs"]) == len(snapshots)
 
 
-def test_on_close_releases_everything_and_silences_the_session() -> None:
-    s = make()
-    subscribe(s, channel="book", symbol="tBTCUSD")
-    subscribe(s, channel="book", symbol="tETHUSD", prec="P2")
-    s.on_close(1.0)
-    s.on_close(1.0)
-    assert s.market.retained_keys() == {}
-    assert s.on_message('{"event":"ping"}', 2.0) == []
-    assert s.on_tick(100.0) == [] and s.next_deadline() is None
-    assert s.on_market(s.market.advance(3.0), 3.0) == []
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-def error_of(reply: list[Any]) -> tuple[int, str]:
-    (msg,) = reply
-    assert msg["event"] == "error" and isinstance(msg["msg"], str)
-    return msg["code"], msg["msg"]
-
-
-@pytest.mark.parametrize(
-    "frame",
-    ['{"event":"nope"}', '{"foo":1}', '{"event":5}', "[1,2,3]", '[0,"oc",null,{}]', "[]"],
-)
-def test_unknown_events_get_10000(frame: str) -> None:
-    assert error_of(frames(make().on_message(frame, 0.0)))[0] == ERR_UNKNOWN_EVENT
-
-
-@pytest.mark.parametrize("frame", ["{not json", "", "42", '"text"', "null", "[" * 100_000, b"\xff\xfe"])
-def test_malformed_or_wrong_type_frames_get_10000(frame: str | bytes) -> None:
-    assert error_of(frames(make().on_message(frame, 0.0)))[0] == ERR_UNKNOWN_EVENT
-
-
-def test_binary_frames_holding_json_are_accepted() -> None:
-    reply = frames(make().on_message(b'{"event":"ping","cid":1}', 0.0))
-    assert reply[0]["event"] == "pong" and reply[0]["cid"] == 1
-
-
-@pytest.mark.parametrize(
-    ("fields", "code"),
-    [
-        ({"channel": "ticker", "symbol": "tFOOBAR"}, ERR_UNKNOWN_PAIR),
-        ({"channel": "book", "pair": "FOOBAR"}, ERR_UNKNOWN_PAIR),
-        ({"channel": "ticker"}, ERR_SUB_FAILED),
-        ({"channel": "ticker", "symbol": 5}, ERR_SUB_FAILED),
-        ({"symbol": "tBTCUSD"}, ERR_SUB_FAILED),
-        ({"channel": "book", "symbol": "tBTCUSD", "prec": "R0"}, ERR_SUB_FAILED),
-        ({"channel": "book", "symbol": "tBTCUSD", "len": 30}, ERR_SUB_FAILED),
-        ({"channel": "book", "symbol": "tBTCUSD", "len": True}, ERR_SUB_FAILED),
-        ({"channel": "book", "symbol": "tBTCUSD", "freq": "F9"}, ERR_SUB_FAILED),
-        ({"channel": "candles", "key": "trade:1m:tBTCUSD"}, ERR_SUB_UNKNOWN_CHANNEL),
-    ],
-)
-def test_subscribe_errors_carry_code_and_request_fields(fields: dict[str, Any], code: int) -> None:
-    s = make()
-    (reply,) = subscribe(s, **fields)
-    assert reply["code"] == code and reply["event"] == "error"
-    for k in ("channel", "symbol", "pair", "prec", "freq", "len"):
-        if k in fields and isinstance(fields[k], str):
-            assert reply[k] == fields[k]
-    assert s.subscription_count == 0 and s.market.retained_keys() == {}
-
-
-def test_duplicate_subscription_gets_10301() -> None:
-    s = make()
-    subscribe(s, channel="book", symbol="tBTCUSD", prec="P0", len=25)
-    code, text = error_of(subscribe(s, channel="book", symbol="tBTCUSD", prec="P0", len="25"))
-    assert (code, text) == (ERR_SUB_DUP, "subscribe: dup")
-    # another precision of the same book is a different channel
-    assert subscribe(s, channel="book", symbol="tBTCUSD", prec="P1")[0]["event"] == "subscribed"
-
-
-def test_the_26th_channel_gets_10305() -> None:
-    s = make()
-    shapes = [(p, f, n) for p in ("P0", "P1", "P2", "P3", "P4") for f in ("F0", "F1") for n in (1, 25, 100)]
-    for prec, freq, length in shapes[:25]:
-        reply = subscribe(s, channel="book", symbol="tBTCUSD", prec=prec, freq=freq, len=length)
-        assert reply[0]["event"] == "subscribed"
-    prec, freq, length = shapes[25]
-    code, _ = error_of(subscribe(s, channel="book", symbol="tBTCUSD", prec=prec, freq=freq, len=length))
-    assert code == ERR_SUB_LIMIT and s.subscription_count == 25
-    send(s, {"event": "unsubscribe", "chanId": s.channel_ids()[0]})
-    assert subscribe(s, channel="ticker", symbol="tBTCUSD")[0]["event"] == "subscribed"
-
-
-def test_subscription_limit_is_configurable() -> None:
-    s = make(max_subscriptions=1)
-    subscribe(s, channel="ticker", symbol="tBTCUSD")
-    assert error_of(subscribe(s, channel="ticker", symbol="tETHUSD"))[0] == ERR_SUB_LIMIT
-
-
-@pytest.mark.parametrize(
-    ("chan", "code"), [("1", ERR_UNSUB_FAILED), (None, ERR_UNSUB_FAILED), (999, ERR_UNSUB_NOT_SUBSCRIBED)]
-)
-def test_unsubscribe_errors(chan: Any, code: int) -> None:
-    s = make()
-    subscribe(s, channel="ticker", symbol="tBTCUSD")
-    msg: dict[str, Any] = {"event": "unsubscribe"}
-    if chan is not None:
-        msg["chanId"] = chan
-    assert error_of(send(s, msg))[0] == code
-
-
-def test_oversized_frame_is_closed_with_1009() -> None:
-    s = make(max_frame_bytes=100)
-    assert s.on_message("x" * 101, 0.0) == [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
-    assert s.closed and s.on_message('{"event":"ping"}', 0.0) == []
-    # the limit counts bytes, not characters
-    t = make(max_frame_bytes=100)
-    assert t.on_message("é" * 51, 0.0) == [Close(CLOSE_MESSAGE_TOO_BIG, "message too big")]
-    assert isinstance(make(max_frame_bytes=100).on_message("é" * 49, 0.0)[0], Send)
-    assert make(max_frame_bytes=100).on_message(b"x" * 101, 0.0)[0] == Close(1009, "message too big")
-
-
-# ----------------------------------------------------------------------------- flags
+# --- flags ----------------------------------------------------------------------------------------------------------
 
 
 def test_seq_all_numbers_every_array_message_consecutively() -> None:
@@ -395,7 +192,7 @@ def test_timestamp_appends_mts_last_and_after_seq() -> None:
     assert msg[-1] == s.market.mts(1.1) and msg[-2] == 1
 
 
-# ----------------------------------------------------------------------------- heartbeats
+# --- heartbeats -----------------------------------------------------------------------------------------------------
 
 
 def test_heartbeats_follow_silence_per_channel() -> None:
@@ -422,61 +219,7 @@ def test_authenticated_connections_get_channel_zero_heartbeats() -> None:
     assert frames(s.on_tick(6.0)) == [[0, "hb"]]
 
 
-# ----------------------------------------------------------------------------- auth
-
-
-def test_auth_success_with_a_real_hmac() -> None:
-    s = make()
-    reply = send(s, auth_message())
-    ok = reply[0]
-    assert ok["event"] == "auth" and ok["status"] == "OK" and ok["chanId"] == 0
-    assert isinstance(ok["userId"], int)
-    assert [m[1] for m in reply[1:]] == ["ps", "ws", "os"] and all(m[0] == 0 for m in reply[1:])
-    assert s.authenticated
-
-
-def test_auth_accepts_the_payload_of_the_official_node_library() -> None:
-    s = make()
-    msg = auth_message()
-    msg["authPayload"] = "AUTH17000000000001700000000000"  # bfx-api-node-util signs AUTH<nonce><nonce>
-    msg["authSig"] = hmac.new(SECRET.encode(), msg["authPayload"].encode(), hashlib.sha384).hexdigest()
-    assert send(s, msg)[0]["status"] == "OK"
-
-
-@pytest.mark.parametrize(
-    ("change", "text"),
-    [
-        ({"authSig": "0" * 96}, "apikey: digest invalid"),
-        ({"apiKey": "other"}, "apikey: invalid"),
-        ({"apiKey": None}, "apikey: invalid"),
-        ({"authPayload": "NOPE1"}, "apikey: digest invalid"),
-        ({"authSig": 5}, "apikey: digest invalid"),
-        ({"authSig": "\ud800"}, "apikey: digest invalid"),
-    ],
-)
-def test_auth_failure(change: dict[str, Any], text: str) -> None:
-    s = make()
-    msg = auth_message()
-    msg.update(change)
-    reply = frames(s.on_message(json.dumps(msg), 0.0))
-    assert reply == [{"event": "auth", "status": "FAILED", "chanId": 0, "msg": text, "code": ERR_AUTH_FAILED}]
-    assert not s.authenticated
-
-
-def test_wrong_secret_fails_and_second_auth_is_a_dup() -> None:
-    assert send(make(), auth_message(secret="wrong"))[0]["status"] == "FAILED"
-    s = authed()
-    assert send(s, auth_message())[0]["msg"] == "auth: dup"
-
-
-# ----------------------------------------------------------------------------- orders
-
-
-def notification(msg: list[Any]) -> list[Any]:
-    assert msg[0] == 0 and msg[1] == "n"
-    note = msg[2]
-    assert note[1] == "on-req" and len(note) == 8
-    return note
+# --- orders ---------------------------------------------------------------------------------------------------------
 
 
 def test_orders_before_auth_are_refused_with_an_error_notification() -> None:
@@ -607,24 +350,31 @@ def test_order_answer_fast_path_gives_the_general_paths_bytes(flags: int, orders
     assert fast.order_texts(order, 1e6) is None and fast.order_done(order, 1e6, ok=True) == []
 
 
-# ----------------------------------------------------------------------------- info codes
-
-
-def test_info_codes_and_maintenance_refuses_orders() -> None:
+def test_order_done_accepts_an_order_built_by_the_shell() -> None:
     s = authed()
-    for code in (INFO_RECONNECT, INFO_MAINTENANCE_START):
-        (msg,) = frames(s.info(code, 0.0))
-        assert msg["event"] == "info" and msg["code"] == code and msg["msg"]
-    (msg,) = send(s, order_message())
-    assert notification(msg)[5] == INFO_MAINTENANCE_START
-    (msg,) = frames(s.info(INFO_MAINTENANCE_END, 1.0))
-    assert msg["code"] == INFO_MAINTENANCE_END
-    assert isinstance(s.on_message(json.dumps(order_message()), 1.0)[0], Order)
-    with pytest.raises(SessionUsageError):
-        s.info(12345, 0.0)
+    (msg,) = frames(s.order_done(Order(cid=5, request=[0, "on", None], received_at=0.0), 1.0, ok=False))
+    note = notification(msg)
+    assert note[4][2] == 5 and note[5] == ERR_UNKNOWN_EVENT and note[6] == "ERROR"
 
 
-# ----------------------------------------------------------------------------- determinism and fuzzing
+def test_an_order_compares_hashes_and_prints_without_its_shape() -> None:
+    # Order is a named tuple built with tuple.__new__ on the order path: the frozen dataclass's semantics stay
+    s = authed()
+    (order,) = s.on_message(json.dumps(order_message()), 1.0)
+    assert isinstance(order, Order)
+    assert order.shape is not None
+    twin = Order(order.cid, order.request, order.received_at)
+    assert order == twin and (order != twin) is False and twin.shape is None
+    assert order != Order(order.cid + 1, order.request, order.received_at)
+    assert order != Order(order.cid, order.request, 2.0) and (order == "order") is False
+    assert repr(order) == f"Order(cid={order.cid!r}, request={order.request!r}, received_at=1.0)"
+    assert "shape" not in repr(order)
+    with pytest.raises(TypeError):  # the request is a list: unhashable, as with the dataclass
+        hash(order)
+    assert hash(Order(5, (0, "on"), 1.0, "a")) == hash(Order(5, (0, "on"), 1.0, "b"))  # type: ignore[arg-type]
+
+
+# --- determinism and fuzzing ----------------------------------------------------------------------------------------
 
 
 def test_same_seed_gives_the_same_session_stream() -> None:
@@ -675,10 +425,12 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
+
 fields = st.sampled_from(
     ["event", "channel", "symbol", "pair", "prec", "freq", "len", "subId", "chanId", "cid", "flags",
      "apiKey", "authSig", "authPayload", "authNonce"]
 )  # fmt: skip
+
 events = st.sampled_from(["ping", "conf", "subscribe", "unsubscribe", "auth", "other"])
 
 
@@ -714,51 +466,3 @@ def test_echoed_lone_surrogates_are_escaped() -> None:
     actions = s.on_message('{"event":"subscribe","channel":"ticker","symbol":"\\ud800"}', 0.0)
     _check_actions(actions)
     assert error_of(frames(actions))[0] == ERR_UNKNOWN_PAIR
-
-
-def test_order_done_accepts_an_order_built_by_the_shell() -> None:
-    s = authed()
-    (msg,) = frames(s.order_done(Order(cid=5, request=[0, "on", None], received_at=0.0), 1.0, ok=False))
-    note = notification(msg)
-    assert note[4][2] == 5 and note[5] == ERR_UNKNOWN_EVENT and note[6] == "ERROR"
-
-
-def test_internal_errors_become_error_events_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
-    s = make(strict=False)
-
-    def boom(*_: Any) -> list[Any]:
-        raise RuntimeError("bug")
-
-    monkeypatch.setattr(s, "_ping", boom)
-    assert error_of(send(s, {"event": "ping"}))[0] == ERR_UNKNOWN_EVENT
-    s.strict = True
-    with pytest.raises(RuntimeError):
-        s.on_message('{"event":"ping"}', 0.0)
-
-
-def test_f1_books_arrive_as_periodic_snapshots_with_checksums() -> None:
-    s = make()
-    send(s, {"event": "conf", "flags": FLAG_OB_CHECKSUM})
-    chan = subscribe(s, channel="book", symbol="tBTCUSD", freq="F1")[0]["chanId"]
-    msgs = [m for m in step(s, 6.0) if m[0] == chan]
-    snapshots = [m for m in msgs if m[1] != "cs"]
-    assert 2 <= len(snapshots) <= 4
-    assert all(isinstance(m[1][0], list) for m in snapshots)  # whole books, not level updates
-    assert len([m for m in msgs if m[1] == "cs"]) == len(snapshots)
-
-
-def test_an_order_compares_hashes_and_prints_without_its_shape() -> None:
-    # Order is a named tuple built with tuple.__new__ on the order path: the frozen dataclass's semantics stay
-    s = authed()
-    (order,) = s.on_message(json.dumps(order_message()), 1.0)
-    assert isinstance(order, Order)
-    assert order.shape is not None
-    twin = Order(order.cid, order.request, order.received_at)
-    assert order == twin and (order != twin) is False and twin.shape is None
-    assert order != Order(order.cid + 1, order.request, order.received_at)
-    assert order != Order(order.cid, order.request, 2.0) and (order == "order") is False
-    assert repr(order) == f"Order(cid={order.cid!r}, request={order.request!r}, received_at=1.0)"
-    assert "shape" not in repr(order)
-    with pytest.raises(TypeError):  # the request is a list: unhashable, as with the dataclass
-        hash(order)
-    assert hash(Order(5, (0, "on"), 1.0, "a")) == hash(Order(5, (0, "on"), 1.0, "b"))  # type: ignore[arg-type]

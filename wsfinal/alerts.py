@@ -7,7 +7,8 @@ repeat interval (the seed's cooldown) per alert, and returns the :class:`~wsfina
 objects to send. ``await _check_alerts()`` is the asyncio shell: it reads the loop clock, calls
 ``check_alerts`` and delivers on every channel concurrently. See docs/alerts.md for the rules and their defaults.
 The rule definitions (``AlertType``, ``AlertRule``, ``DEFAULT_RULES``, ``resolve_rules``, ``RouteConfig``) live in
-:mod:`wsfinal.alert_config` and are importable from here too.
+:mod:`wsfinal.alert_config`, the records (``Alert``, ``AlertEvent``, ``fingerprint_of``) in
+:mod:`wsfinal.alert_records`; both are importable from here too.
 
 Values come from a narrow, duck-typed interface: ``store.all()`` records and ``store.list_nodes(now)``,
 ``balancer.get_strategy_performance()`` and ``balancer.panic_selections``, ``analytics.get_anomalies(severity,
@@ -18,7 +19,6 @@ of them may be ``None``. ``observe(rule, labels, value, now)`` feeds a value dir
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import time
@@ -38,6 +38,7 @@ from .alert_config import (  # re-exported: they lived here
     parse_alert_severity,
     resolve_rules,
 )
+from .alert_records import Alert, AlertEvent, fingerprint_of  # re-exported: they lived here
 from .alert_rules import (
     COMPARATORS,
     AlertState,
@@ -54,7 +55,6 @@ from .alert_rules import (
 from .config import NotificationConfig
 from .exceptions import ConfigurationError
 from .notifications import (
-    AlertNotice,
     DeliveryRecord,
     Notification,
     NotificationChannel,
@@ -82,80 +82,6 @@ __all__ = [
 logger = logging.getLogger("wsfinal.alerts")
 
 _INACTIVE = AlertState.INACTIVE
-
-
-@dataclass(eq=False)
-class Alert:
-    """One firing (or just resolved) episode of one series. ``severity.value`` is a string; times are loop times.
-
-    ``title`` and ``message`` are rendered when it fires; ``value`` follows the latest evaluation.
-    """
-
-    alert_type: AlertType
-    rule: str
-    title: str
-    severity: AlertSeverity
-    message: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    fingerprint: str
-    starts_at: float
-    active_at: float
-    ends_at: float | None = None
-    state: AlertState = AlertState.FIRING
-    value: float = math.nan
-    #: Why it is muted right now: silence ids and/or "inhibited"; empty when it would be notified.
-    suppressed_by: tuple[str, ...] = ()
-    last_notified_at: float | None = None
-    resolved_notified: bool = False
-    generator_url: str = ""
-
-    @property
-    def suppressed(self) -> bool:
-        return bool(self.suppressed_by)
-
-    @property
-    def status(self) -> str:
-        return "resolved" if self.state is AlertState.RESOLVED else "firing"
-
-    def notice(self) -> AlertNotice:
-        return AlertNotice(
-            self.fingerprint, self.status, self.title, self.message, self.severity.value, self.alert_type.value,
-            dict(self.labels), dict(self.annotations), self.starts_at, self.ends_at, self.value, self.generator_url,
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        value = None if math.isnan(self.value) else self.value
-        return {
-            "title": self.title, "severity": self.severity.value, "message": self.message,
-            "type": self.alert_type.value, "rule": self.rule, "labels": dict(self.labels),
-            "fingerprint": self.fingerprint, "state": self.state.value, "starts_at": self.starts_at,
-            "ends_at": self.ends_at, "value": value, "suppressed_by": list(self.suppressed_by),
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    """What listeners hear: ``alert_pending``/``alert_firing``/``alert_resolved``/``alert_inactive``,
-    ``notification`` (detail: status, alerts) or ``delivery`` (detail: the DeliveryRecord fields)."""
-
-    kind: str
-    time: float
-    rule: str = ""
-    fingerprint: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-def fingerprint_of(labels: Mapping[str, str]) -> str:
-    """16 hex digits identifying a label set (Alertmanager uses a 64-bit hash of the sorted labels too)."""
-    h = hashlib.blake2b(digest_size=8)
-    for k in sorted(labels):
-        h.update(k.encode())
-        h.update(b"\xff")
-        h.update(str(labels[k]).encode())
-        h.update(b"\xff")
-    return h.hexdigest()
 
 
 class _Fmt(dict[str, Any]):
