@@ -265,6 +265,9 @@ class RunResult:
     #: Per-connection samples over time (series.npz): ``time`` (n,), ``connections`` (names, k), and (n, k)
     #: arrays ``health``, ``state`` (index into :data:`STATES`) and ``outstanding``.
     series: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Set by ``run(..., interruptible=True)`` when a SIGINT ended the run early (not saved: the summary says
+    #: ``status: failed`` with the reason).
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
