@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +22,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"wsfinal run: {exc}", file=sys.stderr)
         return 2
     parent = Path(args.out)
+    try:  # before the run, not after it
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file, not a directory: the run goes into a directory in it")
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"wsfinal run: --out {parent}: cannot write there ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     result = run(
         scenario, strategy=strategy, seed=args.seed, mode=args.mode, progress=not args.quiet, interruptible=True
     )
