@@ -10,6 +10,7 @@ from pathlib import Path
 
 from simulator.runner import MODES, describe, run
 from simulator.scenario import ScenarioError, load_scenario
+from simulator.scenario_problems import strategy_hint
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError
 
@@ -18,7 +19,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
         strategy = LoadBalancingStrategy.parse(args.strategy) if args.strategy else None
-    except (ScenarioError, ConfigurationError, OSError) as exc:
+    except ScenarioError as exc:  # every problem, as `wsfinal scenario check` lists them, not only the first
+        for line in exc.lines():
+            print(f"wsfinal run: {line}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"wsfinal run: {exc}{strategy_hint(args.strategy or '')}", file=sys.stderr)
+        return 2
+    except OSError as exc:
         print(f"wsfinal run: {exc}", file=sys.stderr)
         return 2
     parent = Path(args.out)

@@ -36,6 +36,7 @@ __all__ = [
     "format_problem",
     "problem_lines",
     "schema_problems",
+    "strategy_hint",
     "validation_problems",
 ]
 
@@ -75,6 +76,19 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
         return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def strategy_hint(text: str) -> str:
+    """``"; did you mean 'peak_ewma'?"`` for the first name in ``text`` (one strategy, or several separated by
+    commas, as ``--strategy`` and ``--strategies`` take them) that is not a strategy, else ``""``."""
+    from wsfinal.config import LoadBalancingStrategy
+
+    values = [s.value for s in LoadBalancingStrategy]
+    for name in text.split(","):
+        word = name.strip().lower().replace("-", "_")
+        if word and word != "all" and word not in values:
+            return did_you_mean(word, values)
+    return ""
 
 
 def _type_name(value: object) -> str:

@@ -40,3 +40,29 @@ def test_run_out_under_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     code, err = _run(capsys, "run", str(DEMO), "--out", str(target / "sub"), "--quiet")
     assert code == 2
     assert f"--out {target / 'sub'}: cannot write there" in err
+
+
+def test_run_lists_every_scenario_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nduration: 10s\nnodes: 3\nfoo: 1\n")
+    code, err = _run(capsys, "run", str(bad), "--out", str(tmp_path / "out"))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 3, err
+    assert all(line.startswith(f"wsfinal run: {bad}: ") for line in lines)
+    assert any("nodes: must be a list" in line for line in lines)
+    assert any("foo: unknown key 'foo'" in line for line in lines)
+    assert any("clients: missing" in line for line in lines)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_misspelled_strategy_gets_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, "run", str(DEMO), "--strategy", "peak_ewm", "--out", str(tmp_path))
+    assert code == 2
+    assert err.strip().endswith("did you mean 'peak_ewma'?")
+
+
+def test_compare_still_suggests_a_strategy(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, "compare", str(DEMO), "--strategies", "round_robin,peak_ewm")
+    assert code == 2
+    assert "did you mean 'peak_ewma'?" in err
