@@ -64,3 +64,12 @@ def test_exchange_duration_still_exits_0() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert b"-> ws://" in done.stdout
+
+
+def test_demo_ctrl_c_exits_130_without_claiming_it_finished(tmp_path: Path) -> None:
+    args = ["demo", "--seeds", "1", "--out", str(tmp_path / "demo")]
+    code, out, err = _interrupt_after(args, b"compare:", stream="stderr")
+    assert code == 130, err
+    assert "wsfinal compare: interrupted" in err
+    assert "demo finished" not in out
+    assert "Traceback" not in err
