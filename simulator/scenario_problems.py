@@ -70,11 +70,27 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else key
 
 
+#: Characters typed for one another: a letter O for a zero (``p5O_ms``), l or I for a one.
+_LOOKALIKE = str.maketrans({"o": "0", "l": "1", "i": "1"})
+
+
+def _plain_form(text: str) -> str:
+    return text.lower().replace("-", "_").translate(_LOOKALIKE)
+
+
 def did_you_mean(word: object, choices: Iterable[str]) -> str:
-    """``"; did you mean 'latency'?"`` when a choice is close to ``word``, else ``""``."""
+    """``"; did you mean 'latency'?"`` when a choice is close to ``word``, else ``""``.
+
+    A choice that differs only in case, ``-`` for ``_`` or look-alike characters (``p5O_ms`` for ``p50_ms``) is
+    the answer; otherwise the closest choice by :func:`difflib.get_close_matches`.
+    """
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = [str(c) for c in choices]
+    same = [c for c in options if _plain_form(c) == _plain_form(word)]
+    if len(same) == 1:
+        return f"; did you mean {same[0]!r}?"
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
