@@ -36,7 +36,7 @@ import yaml
 
 from simulator.results import RunResult
 from simulator.runner import MODES
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml
+from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml, yaml_problem
 from simulator.scenario_problems import format_path, problem_lines, schema_problems
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UsageError
@@ -230,8 +230,10 @@ def load_sweep(path: str | Path) -> Sweep:
         document = safe_load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SweepError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise SweepError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (yaml.YAMLError, RecursionError) as exc:  # one line, as a scenario file's: FILE: YAML syntax error at ...
+        raise SweepError(f"{path}: {yaml_problem(exc)}") from None
     return parse_sweep(document, str(path), base_dir=path.parent)
 
 
