@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +85,36 @@ def test_gate_suite_yaml_and_metric_problems(tmp_path: Path) -> None:
 )
 def test_did_you_mean(word: object, choices: list[str], hint: str) -> None:
     assert did_you_mean(word, choices) == hint
+
+
+def test_ctrl_c_on_a_sweep_no_worker_tracebacks(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"scenarios: [{ROOT / 'scenarios' / 'mixed-chaos.yaml'}]\nstrategies: all\nseeds: 2\n")
+    cmd = [sys.executable, "-m", "benchmarks.cli", "sweep", str(sweep), "--out", str(tmp_path / "out"),
+           "--workers", "2"]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Its own process group, signalled as a whole: what Ctrl-C in a terminal does (the workers get it too).
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    seen = b""
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        while b"sweep:" not in seen and time.monotonic() < deadline:  # the progress bar: the pool is running
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+        assert b"sweep:" in seen, seen.decode(errors="replace")
+        time.sleep(1.0)  # the workers are in their runs
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    text = (seen + err).decode(errors="replace")
+    assert proc.returncode == 130, text
+    assert "wsfinal sweep: interrupted" in text
+    assert "Traceback" not in text
+    assert "KeyboardInterrupt" not in text
