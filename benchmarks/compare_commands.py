@@ -19,6 +19,7 @@ from benchmarks.statistics import ALPHA, TESTS, min_seeds
 from simulator.results import percent_text
 from simulator.runner import MODES
 from simulator.scenario import ScenarioError, load_scenario
+from simulator.scenario_problems import strategy_hint
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError
 
@@ -160,7 +161,7 @@ def compare_main(args: argparse.Namespace) -> int:
             print(f"wsfinal compare: {line}", file=sys.stderr)
         return 2
     except ConfigurationError as exc:
-        print(f"wsfinal compare: {exc}{_strategy_hint(args.strategies)}", file=sys.stderr)
+        print(f"wsfinal compare: {exc}{strategy_hint(args.strategies)}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:
         print(f"wsfinal compare: {exc}", file=sys.stderr)
@@ -242,18 +243,6 @@ def load_result(directory: str | Path) -> ComparisonResult:
 def _finished_runs(out: Path) -> int:
     """Run directories under ``out/runs`` that have a ``summary.json`` (what an interrupted compare left)."""
     return sum(1 for _ in out.glob("runs/*/summary.json"))
-
-
-def _strategy_hint(text: str) -> str:
-    """``"; did you mean 'peak_ewma'?"`` for the first name in ``--strategies`` that is not a strategy."""
-    from simulator.scenario_problems import did_you_mean
-
-    values = [s.value for s in LoadBalancingStrategy]
-    for name in text.split(","):
-        word = name.strip().lower().replace("-", "_")
-        if word and word != "all" and word not in values:
-            return did_you_mean(word, values)
-    return ""
 
 
 def report_main(args: argparse.Namespace) -> int:

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     code = compare_main(compare_args)
-    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    if code not in (2, 130):  # not after bad input or Ctrl-C (compare said what it left)
+        print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return code
 
 
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Compare every load-balancing strategy on scenarios/demo.yaml (a latency spike on one of three nodes) "
             "over several seeds in virtual time (about a minute on two cores); print the summary table and write "
             "report.html under --out. The same as `wsfinal compare scenarios/demo.yaml --seeds 7 --out "
-            "results/demo`. Exit codes: 0 ok, 1 a run failed, 2 bad arguments or the bundled scenario is missing."
+            "results/demo`. Exit codes: 0 ok, 1 a run failed, 2 bad arguments or the bundled scenario is missing, "
+            "130 interrupted (Ctrl-C)."
         ),
     )
     p.add_argument("--seeds", type=int, default=7, help="seeds per strategy (default 7)")

@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from simulator.results import RunResult, software_versions
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml
+from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml, yaml_problem
 from simulator.scenario_problems import problem_lines, schema_problems
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError
@@ -154,8 +154,10 @@ def load_suite(path: str | Path) -> Suite:
         document = safe_load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SweepError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise SweepError(f"{source}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except (yaml.YAMLError, RecursionError) as exc:  # one line, as a scenario file's: FILE: YAML syntax error at ...
+        raise SweepError(f"{source}: {yaml_problem(exc)}") from None
     if not isinstance(document, dict):
         raise SweepError(f"{source}: the document must be a mapping (scenarios, strategies, metrics)")
     problems = schema_problems(_VALIDATOR, document)

@@ -325,8 +325,10 @@ def rank(
     notes = []
     # Holm multiplies the smallest p-value by the number of tests: that bounds what can ever be significant.
     if tests and floor * len(tests) > alpha:
+        fewest = min(sizes) if sizes else 0
         notes.append(
-            f"with {min(sizes) if sizes else 0} seeds per strategy the smallest attainable p-value is {floor:.3g}, "
+            f"with {fewest} seed{'' if fewest == 1 else 's'} per strategy the smallest attainable p-value is "
+            f"{floor:.3g}, "
             f"{min(1.0, floor * len(tests)):.3g} after Holm over {len(tests)} pairwise tests (> alpha {alpha}): "
             "no difference can be significant; use more seeds or fewer strategies"
         )

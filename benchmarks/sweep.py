@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -36,7 +37,7 @@ import yaml
 
 from simulator.results import RunResult
 from simulator.runner import MODES
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml
+from simulator.scenario import ScenarioError, load_scenario, parse_scenario, safe_load_yaml, yaml_problem
 from simulator.scenario_problems import format_path, problem_lines, schema_problems
 from wsfinal.config import LoadBalancingStrategy
 from wsfinal.exceptions import ConfigurationError, UsageError
@@ -230,8 +231,10 @@ def load_sweep(path: str | Path) -> Sweep:
         document = safe_load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SweepError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise SweepError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (yaml.YAMLError, RecursionError) as exc:  # one line, as a scenario file's: FILE: YAML syntax error at ...
+        raise SweepError(f"{path}: {yaml_problem(exc)}") from None
     return parse_sweep(document, str(path), base_dir=path.parent)
 
 
@@ -496,8 +499,62 @@ def make_executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Ex
     context = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(["simulator.runner", "benchmarks.sweep"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        _start_forkserver_ignoring_sigint()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=ignore_sigint)
+    try:
+        _start_workers(pool, workers)
         yield pool
+    except BaseException:
+        # Ctrl-C (or an error) in the parent: the workers ignore SIGINT (no traceback from each of them), so
+        # stop the runs they are in rather than wait for them; what finished is saved, the next call resumes.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's ``workers`` processes now, a Ctrl-C held back until they run: one that came while a
+    process was being started left it half made (its start data gone with the parent: a traceback from it)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        for future in [pool.submit(int) for _ in range(workers)]:  # each submit starts a process while one is missing
+            future.result()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
+def _start_forkserver_ignoring_sigint() -> None:
+    """Start the fork server (if it is not running) with SIGINT ignored from its first instruction: it ignores
+    SIGINT itself only after its preload imports (a second or more), and a Ctrl-C before that printed its
+    KeyboardInterrupt traceback. The workers it forks inherit the setting."""
+    import threading
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through fork and exec
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_sigint() -> None:
+    """Pool worker initializer: Ctrl-C is for the parent, which cancels the sweep and says what it kept."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_sweep(

@@ -84,6 +84,10 @@ def _label(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+#: Metrics that are fractions of requests: their axis never goes above 1.
+RATE_METRICS = frozenset({"success_rate"})
+
+
 def build_table(sweep: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> SweepTable:
     """Group ``records`` by panel (scenario + the other swept parameters), x value and strategy; reduce the
     values of each metric across seeds to a mean with a bootstrap interval."""
@@ -134,8 +138,13 @@ def _chart(table: SweepTable, metric: str) -> Figure:
             if np.all(np.isnan(est)):
                 continue
             style = strategy_style(strategy, table.strategies)
-            ax.plot(xs, est, marker="o", label=strategy, **style)
+            # A rate's markers stay whole at the axis' top (1): not clipped by the cap below.
+            ax.plot(xs, est, marker="o", label=strategy, clip_on=metric not in RATE_METRICS, **style)
             ax.fill_between(xs, low, high, color=style["color"], alpha=0.15, linewidth=0)
+        if metric in RATE_METRICS:  # autoscaling around a run of 1.0s shows impossible rates up to 1.04
+            bottom, top = ax.get_ylim()
+            if top > 1.0:
+                ax.set_ylim(min(bottom, 0.99), 1.0)
         ax.set_title(f"scenario {panel}", fontsize=9)
         ax.set_xlabel(table.x or "")
         ax.set_ylabel(LABELS.get(metric, metric))

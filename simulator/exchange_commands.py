@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from typing import Any
 
@@ -71,6 +70,9 @@ def _main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"wsfinal exchange: cannot serve: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # asyncio.run cancelled run_exchange on Ctrl-C, then raised this
+        print("wsfinal exchange: interrupted; stopped", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -86,7 +88,11 @@ async def run_exchange(
     duration: float | None = None,
     out: Any = None,
 ) -> None:
-    """Serve ``scenario`` until cancelled (Ctrl-C) or ``duration`` seconds; print the URLs to ``out``."""
+    """Serve ``scenario`` until cancelled (Ctrl-C) or ``duration`` seconds; print the URLs to ``out``.
+
+    Returns after ``duration``; a cancellation stops the servers and propagates (``asyncio.run`` turns a Ctrl-C
+    into KeyboardInterrupt, which the command exits 130 on).
+    """
     from simulator.server import ExchangeServer, make_tls_context
 
     out = out or sys.stdout
@@ -102,8 +108,7 @@ async def run_exchange(
     async with server:
         for node_id, url in server.urls.items():
             print(f"{node_id} -> {url}", file=out, flush=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            if duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration)
+        if duration is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(duration)

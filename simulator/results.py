@@ -265,6 +265,9 @@ class RunResult:
     #: Per-connection samples over time (series.npz): ``time`` (n,), ``connections`` (names, k), and (n, k)
     #: arrays ``health``, ``state`` (index into :data:`STATES`) and ``outstanding``.
     series: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Set by ``run(..., interruptible=True)`` when a SIGINT ended the run early (not saved: the summary says
+    #: ``status: failed`` with the reason).
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -323,6 +326,11 @@ class RunResult:
             summary = json.loads(summary_path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{summary_path}: not valid JSON: {exc}") from None
+        if not isinstance(summary, dict):
+            raise ValueError(
+                f"{summary_path}: not a run summary (a JSON {_json_kind(summary)}; expected an object with "
+                "schema_version, scenario, requests, ...)"
+            )
         version = summary.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"{summary_path}: schema_version {version!r}, this wsfinal reads {SCHEMA_VERSION}")
@@ -345,6 +353,18 @@ class RunResult:
             with np.load(d / "series.npz") as data:
                 series = {name: data[name] for name in data.files}
         return cls(summary, table, events, timing, series)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
 
 
 def _json_default(obj: Any) -> Any:

@@ -165,7 +165,7 @@ def describe(result: RunResult) -> str:
         )
 
     lines.append(row("all", s["requests"]["all"]))
-    for name, block in s["requests"]["by_node"].items():
+    for name, block in sorted(s["requests"]["by_node"].items()):  # the order of `wsfinal report` (a saved summary)
         lines.append(row(f"node {name}", block))
     outcomes = s["requests"]["all"]["outcomes"]
     lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in outcomes.items() if v))
@@ -173,9 +173,18 @@ def describe(result: RunResult) -> str:
     for e in s.get("expect", []):
         mark = {True: "PASS", False: "FAIL", None: "n/a "}[e["passed"]]
         lines.append(
-            f"expect[{e['index']}] {mark} {e['description']}" + (f" (actual {e['actual']})" if "actual" in e else "")
+            f"expect[{e['index']}] {mark} {e['description']}"
+            + (f" (actual {actual_text(e['actual'])})" if "actual" in e else "")
         )
     return "\n".join(lines)
 
 
-__all__ = ["build_summary", "collect_manager_events", "describe", "scenario_block"]
+def actual_text(value: Any) -> str:
+    """An ``expect`` result's measured value for the terminal: a float to 6 significant digits (``43.1004``, not
+    ``43.10035057610844``; summary.json keeps full precision); anything else as it is."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return str(value)
+
+
+__all__ = ["actual_text", "build_summary", "collect_manager_events", "describe", "scenario_block"]

@@ -25,9 +25,12 @@ import logging
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -102,8 +105,16 @@ def run(
     seed: int | None = None,
     mode: str = "virtual",
     progress: bool = False,
+    interruptible: bool = False,
 ) -> RunResult:
-    """Run ``scenario`` once. ``strategy`` and ``seed`` default to the scenario's."""
+    """Run ``scenario`` once. ``strategy`` and ``seed`` default to the scenario's.
+
+    ``interruptible=True`` (the ``wsfinal run`` command; only in the main thread, and only while SIGINT has its
+    default handler): the first SIGINT (Ctrl-C) ends the run early, as a run that breaks ends: the result is
+    ``status: failed`` with the reason, holds everything collected so far (the requests in flight are ended by
+    stopping the manager, so the accounting still holds) and has ``interrupted`` set; the caller saves it and
+    exits 130. A second SIGINT raises KeyboardInterrupt. Otherwise SIGINT raises KeyboardInterrupt as usual.
+    """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
     opts = RunOptions(
@@ -113,13 +124,50 @@ def run(
         progress=progress,
     )
     wall_start = time.perf_counter()  # reporting only: how long the run took on this machine
-    result = run_virtual(_run(scenario, opts)) if mode == "virtual" else asyncio.run(_run(scenario, opts))
+    with _sigint_ends_run(interruptible) as interrupt:
+        coro = _run(scenario, opts, interrupt)
+        result = run_virtual(coro) if mode == "virtual" else asyncio.run(coro)
+    result.interrupted = interrupt.reason is not None
     result.timing = {"wall_time_s": time.perf_counter() - wall_start}
     simulated = float(result.summary.get("simulated_s") or 0.0)
     result.timing["simulated_per_wall_s"] = (
         simulated / result.timing["wall_time_s"] if result.timing["wall_time_s"] else 0
     )
     return result
+
+
+class _Interrupt:
+    """Where a SIGINT goes while a run is interruptible: the run's main task is cancelled (once), from the loop."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        #: True once the run is stopping and writing up what it has: a Ctrl-C then only marks it interrupted.
+        self.finishing = False
+        self.reason: str | None = None
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.reason is not None or (self.task is None and not self.finishing):
+            raise KeyboardInterrupt  # the second Ctrl-C, or one before the run started
+        self.reason = "interrupted by SIGINT (Ctrl-C)"
+        if self.task is not None:
+            self.task.get_loop().call_soon_threadsafe(self.task.cancel)
+
+
+@contextlib.contextmanager
+def _sigint_ends_run(enabled: bool) -> Iterator[_Interrupt]:
+    """Route SIGINT to an :class:`_Interrupt` for the block when ``enabled`` (and possible); restore it after."""
+    interrupt = _Interrupt()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield interrupt  # SIGINT ignored or handled by the caller: leave it so
+        return
+    signal.signal(signal.SIGINT, interrupt.on_sigint)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _Run:
@@ -197,7 +245,7 @@ class _Run:
             self.drained.set_result(None)
 
 
-async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
+async def _run(scenario: Scenario, opts: RunOptions, interrupt: _Interrupt | None = None) -> RunResult:
     state = _Run(scenario, opts)
     status, error = "ok", None
     frozen = False
@@ -206,6 +254,8 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
     process: subprocess.Popen[str] | None = None
     progress_bar = None
     recording = RecordingNotifier(name="recording")
+    if interrupt is not None:
+        interrupt.task = asyncio.current_task()
     try:
         if opts.mode == "virtual":
             network = MemoryNetwork()
@@ -250,7 +300,17 @@ async def _run(scenario: Scenario, opts: RunOptions) -> RunResult:
     except Exception as exc:  # the run is reported as failed, with what it collected
         logger.exception("run failed")
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+    except asyncio.CancelledError:
+        if interrupt is None or interrupt.reason is None:
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        at = state.loop.time() - state.t0
+        status, error = "failed", f"{interrupt.reason} at {at:.1f}s of {scenario.duration_s:g}s scenario time"
     finally:
+        if interrupt is not None:
+            interrupt.task, interrupt.finishing = None, True  # a Ctrl-C from here on only marks the result
         if frozen:
             gc.unfreeze()
         state.stopping = True

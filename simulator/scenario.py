@@ -42,6 +42,7 @@ __all__ = [
     "load_scenario",
     "loads_scenario",
     "parse_scenario",
+    "yaml_problem",
 ]
 
 #: Kinds that happen once at ``at`` and have no duration (their ``FaultSpec.duration_s`` is ``None``).
@@ -331,15 +332,21 @@ def loads_scenario(text: str, source: str = "<string>", *, base_dir: str | Path 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
         return safe_load_yaml(text)
-    except yaml.MarkedYAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ScenarioError(source, "", yaml_problem(exc)) from None
+
+
+def yaml_problem(exc: yaml.YAMLError | RecursionError) -> str:
+    """One line for a YAML file that does not parse, ``"YAML syntax error at line L, column C: reason"`` (not
+    PyYAML's several lines about ``<unicode string>``); the caller prefixes the file name (``"FILE: ..."``)."""
+    if isinstance(exc, RecursionError):
+        return "the YAML is nested too deeply"
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         what = exc.problem or exc.context or "invalid YAML"
-        raise ScenarioError(source, "", f"YAML syntax error at {where}{what}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(source, "", f"YAML error: {exc}") from None
-    except RecursionError:
-        raise ScenarioError(source, "", "the YAML is nested too deeply") from None
+        return f"YAML syntax error at {where}{what}"
+    return f"YAML error: {exc}"
 
 
 class _Loader(yaml.SafeLoader):

@@ -36,6 +36,7 @@ __all__ = [
     "format_problem",
     "problem_lines",
     "schema_problems",
+    "strategy_hint",
     "validation_problems",
 ]
 
@@ -69,12 +70,41 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else key
 
 
+#: Characters typed for one another: a letter O for a zero (``p5O_ms``), l or I for a one.
+_LOOKALIKE = str.maketrans({"o": "0", "l": "1", "i": "1"})
+
+
+def _plain_form(text: str) -> str:
+    return text.lower().replace("-", "_").translate(_LOOKALIKE)
+
+
 def did_you_mean(word: object, choices: Iterable[str]) -> str:
-    """``"; did you mean 'latency'?"`` when a choice is close to ``word``, else ``""``."""
+    """``"; did you mean 'latency'?"`` when a choice is close to ``word``, else ``""``.
+
+    A choice that differs only in case, ``-`` for ``_`` or look-alike characters (``p5O_ms`` for ``p50_ms``) is
+    the answer; otherwise the closest choice by :func:`difflib.get_close_matches`.
+    """
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = [str(c) for c in choices]
+    same = [c for c in options if _plain_form(c) == _plain_form(word)]
+    if len(same) == 1:
+        return f"; did you mean {same[0]!r}?"
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def strategy_hint(text: str) -> str:
+    """``"; did you mean 'peak_ewma'?"`` for the first name in ``text`` (one strategy, or several separated by
+    commas, as ``--strategy`` and ``--strategies`` take them) that is not a strategy, else ``""``."""
+    from wsfinal.config import LoadBalancingStrategy
+
+    values = [s.value for s in LoadBalancingStrategy]
+    for name in text.split(","):
+        word = name.strip().lower().replace("-", "_")
+        if word and word != "all" and word not in values:
+            return did_you_mean(word, values)
+    return ""
 
 
 def _type_name(value: object) -> str:

@@ -1,4 +1,4 @@
-"""wsfinal.traffic, the request path of ManagedConnection (its behaviour is tested live in test_connection.py;
+"""wsfinal.traffic, the request path of ManagedConnection (its behaviour is tested live in test_connection_requests.py;
 here: the frame encoder, and the receive path in virtual time)."""
 
 from __future__ import annotations
