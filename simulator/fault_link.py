@@ -70,6 +70,9 @@ class Link:
         if not self._jitter:
             self.deliver_at = self._deliver_at_fixed  # type: ignore[method-assign]
             self.deliver_pair_at = self._deliver_pair_at_fixed  # type: ignore[method-assign]
+        #: The latency every frame takes on this link while it is plain, when the node has no jitter; else None.
+        #: Lets a caller work :meth:`deliver_at` out itself on its hot path, see :meth:`fifo`.
+        self.fixed_latency: float | None = None if self._jitter else self._latency
 
     def _faults(self, direction: str, now: float) -> list[Any]:
         active = self.schedule.active(now)
@@ -137,6 +140,13 @@ class Link:
             at_second = at
         st.last_at = at_second
         return at, at_second
+
+    def fifo(self, direction: str) -> _Direction:
+        """The state of ``direction`` whose ``last_at`` (the arrival time of the last frame planned that way) keeps
+        the stream in order. On a plain link with :attr:`fixed_latency`, ``deliver_at(direction, now)`` is exactly
+        ``at = max(now + fixed_latency, fifo.last_at)``, then ``fifo.last_at = at``: a caller doing that itself
+        must do both (``NodeConnection`` does, once per frame). The object lives as long as the link."""
+        return self._dirs[direction]
 
     def _deliver_at_fixed(self, direction: str, now: float) -> float:
         """:meth:`deliver_at` of a link without jitter (no draw): bound as ``deliver_at`` when the link opens."""

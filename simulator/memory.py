@@ -13,6 +13,7 @@ This is the pair harness of STYLE.md habit 6: what one end sent is what the othe
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -78,6 +79,10 @@ class MemoryTransport:
         # Frames go straight to the node's connection (what _ServerEnd.receive does, one call less per frame):
         # its own open flag turns False whenever the server end closes (see _ServerEnd._released).
         channel._receive = server.node_conn.receive
+        # ... and run in the context of the connection's opening, as asyncio's socket transports call
+        # data_received (their reader handle's context is copied once, when the connection is made): no context
+        # copy per frame.
+        channel._server_context = contextvars.copy_context()
         self.network.channels.append(channel)
         if channel.close_code is not None and not channel._inbox:
             raise ConnectTimeout(f"connection closed during the opening handshake ({url})")
@@ -96,6 +101,8 @@ class MemoryChannel:
         self._server: _ServerEnd | None = None
         #: Where a sent frame goes (the server end's connection's receive), set once connected.
         self._receive: Callable[[str | bytes], None] | None = None
+        #: The context the server end's receive runs in (set once connected; None: a copy per frame).
+        self._server_context: contextvars.Context | None = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
         self._ping_waiters: list[asyncio.Future[None]] = []
@@ -215,7 +222,7 @@ class MemoryChannel:
         server = self._server
         assert server is not None
         self.bytes_sent += len(data)
-        self._loop.call_soon(self._receive or server.receive, data)
+        self._loop.call_soon(self._receive or server.receive, data, context=self._server_context)
 
     def send_nowait(self, data: str | bytes) -> bool:
         """:meth:`send` without a task switch (sending never waits here); ``False`` once closed (then
@@ -229,7 +236,7 @@ class MemoryChannel:
         if self._close_code is not None:
             return False
         self.bytes_sent += len(data)
-        self._loop.call_soon(receive, data)
+        self._loop.call_soon(receive, data, context=self._server_context)
         return True
 
     def push_to(self, on_message: Callable[[str | bytes], None], on_lost: Callable[[ConnectionLost], None]) -> bool:

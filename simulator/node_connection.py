@@ -102,6 +102,13 @@ class NodeConnection:
         #: The channel's optional ``send_pair(first, second) -> bool`` (the in-memory transport has one): two
         #: frames in one call, False if the first closed the connection. Otherwise two send() calls.
         self._send_pair: Callable[[str | bytes, str | bytes], bool] | None = getattr(channel, "send_pair", None)
+        #: On a link without jitter, the delivery times of the request path (an order in, its two answer frames
+        #: out) are worked out here, as Link.deliver_at / deliver_pair_at would (see Link.fifo): one call into the
+        #: link less for each. None (and the link's methods) when the link has jitter.
+        latency = link.fixed_latency
+        self._latency = 0.0 if latency is None else latency
+        self._up_fifo = None if latency is None else link.fifo("up")
+        self._down_fifo = None if latency is None else link.fifo("down")
 
     # -- inbound ----------------------------------------------------------------------------------------------
 
@@ -112,7 +119,14 @@ class NodeConnection:
         node = self.node
         now = node.loop.time()
         if now < self._plain_until or self._plain(now):  # the common case: no fault, maybe the node's latency
-            at = self.link.deliver_at("up", now)  # what plan() would say, without its general machinery
+            fifo = self._up_fifo
+            if fifo is not None:  # link.deliver_at("up", now) on a link without jitter (see __init__), inline
+                at = now + self._latency
+                if at < fifo.last_at:
+                    at = fifo.last_at
+                fifo.last_at = at
+            else:
+                at = self.link.deliver_at("up", now)  # what plan() would say, without its general machinery
             if at <= now + node.timer_slack_s and not self._in:
                 # self._handle_inbound(data, now), inlined: this runs once per client frame
                 node.frames_received += 1
@@ -211,7 +225,14 @@ class NodeConnection:
         """``execute([Send(note), Send(new)], now)`` on a plain link (the two frames answering an order): one call
         into the link for both times and, when both go out now, one into the channel (``send_pair``)."""
         node = self.node
-        at, at_new = self.link.deliver_pair_at("down", now)
+        fifo = self._down_fifo
+        if fifo is not None:  # link.deliver_pair_at("down", now) without jitter (see __init__): both arrive at once
+            at = now + self._latency
+            if at < fifo.last_at:
+                at = fifo.last_at
+            fifo.last_at = at_new = at
+        else:
+            at, at_new = self.link.deliver_pair_at("down", now)
         due = now + node.timer_slack_s
         send_pair = self._send_pair
         if send_pair is not None and at_new <= due and not self._out:

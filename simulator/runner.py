@@ -444,8 +444,9 @@ def _start_workloads(manager: WebSocketIntegrationManager, scenario: Scenario, s
             state.submitted += 1
             state.in_flight += 1
             # The outcome comes to _finished synchronously (on_done), not through a done-callback of the future: one
-            # loop iteration and callback handle less per request. partial (C) rather than a lambda: one frame less.
-            submit(order, ctype, strategy, on_done=partial(finished, intended, loop.time(), ctype_value))
+            # loop iteration and callback handle less per request; and with future=False there is no future at all.
+            # partial (C) rather than a lambda: one frame less.
+            submit(order, ctype, strategy, on_done=partial(finished, intended, loop.time(), ctype_value), future=False)
             nxt = next(it, None)
             if nxt is not None:
                 at = state.t0 + nxt
@@ -479,7 +480,7 @@ def _start_closed_loop(manager: WebSocketIntegrationManager, w: Any, order: dict
 
         state.submitted += 1
         state.in_flight += 1
-        manager.submit(order, w.connection_type, state.opts.strategy, on_done=done)
+        manager.submit(order, w.connection_type, state.opts.strategy, on_done=done, future=False)
 
     for _ in range(int(w.concurrency or 1)):
         loop.call_at(state.t0 + w.start_s, send)

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .config import ConnectionType
-from .stats import Ewma, LatencyHistogram, SlidingWindowCounter, SlidingWindowHistogram, WindowedQuantile
+from .stats import (
+    Ewma,
+    LatencyHistogram,
+    SlidingWindowCounter,
+    SlidingWindowHistogram,
+    WindowedQuantile,
+    add_sample_and_count,
+)
 
 __all__ = [
     "HEALTH_LATENCY_RECENT_S",
@@ -103,8 +110,9 @@ def _fold_ewma(st: ConnStats, latency_ms: float, t: float) -> None:
 def fold_latency(st: ConnStats, latency_ms: float, t: float) -> None:
     """One latency sample into a connection's histogram, time-weighted EWMA, recent-latency window and operation
     window (the shared part of ``record_latency`` and ``record_answer``)."""
-    st.hist.record(latency_ms)
-    st.lat_window.add(latency_ms, t)
+    st.hist.record(latency_ms)  # first: it refuses a negative or NaN latency (ValueError) before anything changes
+    # st.lat_window.add(latency_ms, t) and st.ops_w.add(t) in one call (once per request); neither raises
+    add_sample_and_count(st.lat_window, st.ops_w, latency_ms, t)
     e = st.lat_ewma  # _fold_ewma, inline: once per request
     if e != e:  # first sample
         st.lat_ewma = latency_ms
@@ -115,7 +123,6 @@ def fold_latency(st: ConnStats, latency_ms: float, t: float) -> None:
             w = _exp(-dt * _INV_LATENCY_TAU)
             st.lat_ewma = e * w + latency_ms * (1.0 - w)
             st.lat_stamp = t
-    st.ops_w.add(t)
     st.last_event = t
 
 

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -128,7 +128,9 @@ class WebSocketIntegrationManager:
         #: The bound ``submit`` of connections that take ``tag`` and ``on_done`` and, when there is a balancer,
         #: report outcomes through ``outcome_hook``: submit() calls it straight away; with whether it also takes
         #: ``now`` (the loop time submit() read already: the connection need not read it again).
-        self._fast_submit: dict[str, tuple[Callable[..., asyncio.Future[RequestOutcome]], bool]] = {}
+        self._fast_submit: dict[str, tuple[Callable[..., asyncio.Future[RequestOutcome] | None], bool]] = {}
+        #: Of those, the ones whose ``submit`` also takes ``now`` and ``future`` (``submit(..., future=False)``).
+        self._takes_future: set[str] = set()
         self.started = False
         #: Requests that ended without reaching a connection (no connection available); the store counts them
         #: too (``store.request_totals()["no_connection"]``).
@@ -248,6 +250,8 @@ class WebSocketIntegrationManager:
             self._hooked.add(cid)
         if submit is not None and (self.load_balancer is None or cid in self._hooked) and {"tag", "on_done"} <= takes:
             self._fast_submit[cid] = (submit, "now" in takes)
+            if {"now", "future"} <= takes:
+                self._takes_future.add(cid)
         self._connections[cid] = connection
         self._configs[cid] = config
         if connection.state is not S.CONNECTED:
@@ -264,6 +268,7 @@ class WebSocketIntegrationManager:
             return False
         self._configs.pop(connection_id, None)
         self._fast_submit.pop(connection_id, None)
+        self._takes_future.discard(connection_id)
         if connection_id in self._hooked:
             self._hooked.discard(connection_id)
             setattr(connection, "outcome_hook", None)  # noqa: B010 - set only on connections that have it
@@ -382,6 +387,7 @@ class WebSocketIntegrationManager:
         except WsFinalError:
             return False
 
+    @overload
     def submit(
         self,
         request: Any,
@@ -390,7 +396,31 @@ class WebSocketIntegrationManager:
         *,
         timeout: float | None = None,
         on_done: Callable[[RequestOutcome], None] | None = None,
-    ) -> asyncio.Future[RequestOutcome]:
+        future: Literal[True] = True,
+    ) -> asyncio.Future[RequestOutcome]: ...
+
+    @overload
+    def submit(
+        self,
+        request: Any,
+        connection_type: ConnectionType,
+        strategy: LoadBalancingStrategy | None = None,
+        *,
+        timeout: float | None = None,
+        on_done: Callable[[RequestOutcome], None],
+        future: Literal[False],
+    ) -> None: ...
+
+    def submit(
+        self,
+        request: Any,
+        connection_type: ConnectionType,
+        strategy: LoadBalancingStrategy | None = None,
+        *,
+        timeout: float | None = None,
+        on_done: Callable[[RequestOutcome], None] | None = None,
+        future: bool = True,
+    ) -> asyncio.Future[RequestOutcome] | None:
         """Route one request: select a connection, send, and return a future of its :class:`RequestOutcome`.
 
         The future always resolves (never raises): with ``NO_CONNECTION`` when no connection of the type is
@@ -402,7 +432,14 @@ class WebSocketIntegrationManager:
         ``on_done`` (:class:`~wsfinal.connection.ManagedConnection` does); else from a done-callback of the
         future. A caller that only needs the outcome may then ignore the future: that saves a done-callback, a
         loop iteration and a callback handle per request. ``on_done``'s exceptions are logged, not raised.
+
+        ``future=False`` (needs ``on_done``, else :class:`UsageError`): ``submit`` returns ``None`` and the outcome
+        reaches the caller through ``on_done`` only. Connections whose ``submit`` takes ``future`` then make no
+        future at all (one ``asyncio.Future`` less per request); others are called as before and their future is
+        left to them. Outcomes are counted (store, balancer, ledgers) exactly as with the future.
         """
+        if not future and on_done is None:
+            raise UsageError("submit(future=False) needs on_done: the outcome would reach no one")
         loop = asyncio.get_running_loop()
         now = loop.time()  # read once: the balancer (when the clock is the loop's) and the connection get it
         clock_now = now if self._loop_time else None
@@ -413,15 +450,21 @@ class WebSocketIntegrationManager:
             else self._choose(connection_type, strategy, clock_now)
         )
         if selection is not None:
-            fast = self._fast_submit.get(selection.record.connection_id)
+            chosen = selection.record.connection_id
+            fast = self._fast_submit.get(chosen)
             if fast is not None:
                 # The connection reports the outcome to the balancer (through the tag) and to on_done itself,
                 # synchronously: no callback per request.
                 tag = selection if balancer is not None else None
                 submit_now, takes_now = fast
+                if not future and chosen in self._takes_future:  # (its submit takes now too)
+                    submit_now(request, timeout=timeout, tag=tag, on_done=on_done, now=now, future=False)
+                    return None
                 if takes_now:
-                    return submit_now(request, timeout=timeout, tag=tag, on_done=on_done, now=now)
-                return submit_now(request, timeout=timeout, tag=tag, on_done=on_done)
+                    fut = submit_now(request, timeout=timeout, tag=tag, on_done=on_done, now=now)
+                else:
+                    fut = submit_now(request, timeout=timeout, tag=tag, on_done=on_done)
+                return fut if future else None
         connection = None if selection is None else self._connections.get(selection.record.connection_id)
         submit = getattr(connection, "submit", None)
         if selection is None or submit is None:
@@ -430,6 +473,8 @@ class WebSocketIntegrationManager:
             self.store.request_no_connection(connection_type, now=outcome.finished_at)
             if on_done is not None:
                 _call_on_done(on_done, outcome)
+            if not future:
+                return None
             done: asyncio.Future[RequestOutcome] = loop.create_future()
             done.set_result(outcome)
             return done
@@ -455,7 +500,7 @@ class WebSocketIntegrationManager:
                     _call_on_done(callback, fut.result())
 
             inner.add_done_callback(done_callback)
-        return inner
+        return inner if future else None
 
     # -- overview --------------------------------------------------------------------------------------------
 

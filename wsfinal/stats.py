@@ -26,6 +26,7 @@ __all__ = [
     "SlidingWindowHistogram",
     "TrendFit",
     "WindowedQuantile",
+    "add_sample_and_count",
     "linear_trend",
 ]
 
@@ -357,3 +358,23 @@ class WindowedQuantile:
                 # the bucket [lowest*g^k, lowest*g^(k+1)) answers 2*lowest*g^(k+1)/(g+1): within alpha of all of it
                 return self.lowest * _exp((key + 1) * self._lg) * (1.0 - self.alpha), n
         raise AssertionError("counts do not add up")  # pragma: no cover
+
+
+def add_sample_and_count(window: WindowedQuantile, counter: SlidingWindowCounter, value: float, now: float) -> None:
+    """``window.add(value, now)`` then ``counter.add(now)``, in one call: analytics does both once per answered
+    request (its recent-latency window and its operation window). The common case of each, ``now`` in its head
+    slot, is done here as their ``add`` does it; any other case goes through their ``add`` (a property test
+    checks both ways leave the same state)."""
+    if window._lo <= now * window._inv_slot < window._hi:
+        key = int(_log(value * window._inv_lowest) * window._inv_lg) if value > window.lowest else -1
+        d = window._cur
+        d[key] = d.get(key, 0) + 1
+        totals = window._totals
+        if totals is not None:
+            totals[key] = totals.get(key, 0) + 1
+    else:
+        window.add(value, now)
+    if counter._lo <= now * counter._inv_slot < counter._hi:
+        counter._counts[counter._cur] += 1.0
+    else:
+        counter.add(now)

@@ -20,7 +20,7 @@ import heapq
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from . import bitfinex_client as bfx
 from .backoff import RetryPolicy, close_policy
@@ -421,6 +421,7 @@ class ConnectionTraffic(WebSocketConnectionInterface):
 
     # -- requests ---------------------------------------------------------------------------------------------
 
+    @overload
     def submit(
         self,
         request: Mapping[str, Any] | list[Any],
@@ -429,7 +430,31 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         tag: Any = None,
         on_done: OutcomeCallback | None = None,
         now: float | None = None,
-    ) -> asyncio.Future[RequestOutcome]:
+        future: Literal[True] = True,
+    ) -> asyncio.Future[RequestOutcome]: ...
+
+    @overload
+    def submit(
+        self,
+        request: Mapping[str, Any] | list[Any],
+        timeout: float | None = None,
+        *,
+        tag: Any = None,
+        on_done: OutcomeCallback,
+        now: float | None = None,
+        future: Literal[False],
+    ) -> None: ...
+
+    def submit(
+        self,
+        request: Mapping[str, Any] | list[Any],
+        timeout: float | None = None,
+        *,
+        tag: Any = None,
+        on_done: OutcomeCallback | None = None,
+        now: float | None = None,
+        future: bool = True,
+    ) -> asyncio.Future[RequestOutcome] | None:
         """Send an order-style request and return a future of its one :class:`RequestOutcome`.
 
         ``request`` is an order's fields (wrapped as ``[0, "on", null, {...}]`` with a fresh ``cid``) or a full
@@ -441,14 +466,23 @@ class ConnectionTraffic(WebSocketConnectionInterface):
         returns when the request ends at once); its exceptions are logged, not raised. A caller that only needs
         ``on_done`` may ignore the future: it never holds an exception. ``now``: the running loop's time, when the
         caller read it already at this instant (the manager does); read here otherwise.
+
+        ``future=False`` (needs ``on_done``): no future is made and ``submit`` returns ``None``; the outcome reaches
+        the caller through ``on_done`` only (and the hook, with a ``tag``), and is counted everywhere as usual.
+        For callers that never look at the future (the simulator's runner, through the manager): one
+        ``asyncio.Future`` less per request. Raises :class:`UsageError` without ``on_done``.
         """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        # loop.create_future() without its Python frame when it is asyncio's own (which makes exactly this)
-        fut: asyncio.Future[RequestOutcome] = (
-            _Future(loop=loop) if type(loop).create_future is _stock_create_future else loop.create_future()
-        )
+        fut: asyncio.Future[RequestOutcome] | None
+        if future:
+            # loop.create_future() without its Python frame when it is asyncio's own (which makes exactly this)
+            fut = _Future(loop=loop) if type(loop).create_future is _stock_create_future else loop.create_future()
+        elif on_done is None:
+            raise UsageError("submit(future=False) needs on_done: the outcome would reach no one")
+        else:
+            fut = None
         if now is None:
             now = loop.time()
         session = self._session
@@ -460,7 +494,8 @@ class ConnectionTraffic(WebSocketConnectionInterface):
                 self._hook(outcome, tag)
             if on_done is not None:
                 self._done(on_done, outcome)
-            fut.set_result(outcome)
+            if fut is not None:
+                fut.set_result(outcome)
             return fut
         if type(request) is not dict and isinstance(request, list):  # (an order's fields, mostly: one call less)
             body = request[3] if len(request) > 3 and isinstance(request[3], dict) else None
@@ -639,5 +674,5 @@ class ConnectionTraffic(WebSocketConnectionInterface):
             except Exception:  # the caller's bug must not lose the outcome for the others
                 logger.exception("%s: on_done callback failed", self._id)
         fut = entry.token
-        if not fut.done():
+        if fut is not None and not fut.done():  # None: submitted with future=False
             fut.set_result(outcome)
