@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "strategy at 10..10,000 connections, vs random.choice), manager (the full manager vs bare websockets, "
             "live on loopback, the exchange in its own process), virtual (the full manager in virtual time vs a "
             "SimPy model, a bare callback chain and the wire floor), instructions (the same models' instructions per "
-            "request under valgrind: deterministic, a CI gate). Each has its own --help. Exit codes: 0 ok, "
+            "request under valgrind: independent of load, a CI gate). Each has its own --help. Exit codes: 0 ok, "
             "2 bad arguments."
         ),
     )
