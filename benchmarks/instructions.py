@@ -277,15 +277,14 @@ def check_baseline_setup(path: Path, doc: dict[str, Any], setup: Setup, models: 
 
 
 def child_env() -> dict[str, str]:
-    """The environment of every child: this one with :data:`HASH_SEED`, BLAS on one thread and byte-code caching on
-    (see :func:`measure`).
+    """The environment of every child: this one with :data:`HASH_SEED`, BLAS on one thread, no byte-code writes.
 
     numpy's OpenBLAS starts a worker thread per CPU at import; callgrind counts their idle spinning too, which
-    depends on scheduling (it moved the difference of two runs by 5%). With one thread there is none.
+    depends on scheduling (it moved the difference of two runs by 5%). Byte-code files written by a run differ from
+    one run to the next (marshal's output depends on reference counts), and so would what reads them: no child
+    writes any, so every run reads the same installed files and compiles the rest from source.
     """
-    env = dict(os.environ, PYTHONHASHSEED=HASH_SEED, **dict.fromkeys(SINGLE_THREAD, "1"))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
+    return dict(os.environ, PYTHONHASHSEED=HASH_SEED, PYTHONDONTWRITEBYTECODE="1", **dict.fromkeys(SINGLE_THREAD, "1"))
 
 
 def child_argv(model: str, setup: Setup, duration_s: float) -> list[str]:
@@ -340,39 +339,34 @@ def count_run(valgrind: str, model: str, setup: Setup, duration_s: float, env: d
 def measure(
     valgrind: str, setup: Setup, models: list[str], jobs: int = 1, progress: bool = True
 ) -> dict[str, tuple[Count, Count]]:
-    """Both runs of every model under callgrind, after one native run of each at the long duration.
-
-    The native run writes the byte-code cache (into a temporary ``PYTHONPYCACHEPREFIX``, so the tree is left as it
-    was) of every module the model imports, so the counted runs only read it: otherwise the first counted run
-    would also compile and the difference would not be the requests' alone. It also fails fast on a model that
-    does not run. Progress goes to stderr. Raises :class:`ChildRunError` on the first failed run.
-    """
+    """Both runs of every model under callgrind, after one native run of each at the short duration (which stops
+    early on a model that does not run). Progress goes to stderr. Raises :class:`ChildRunError` on the first failed
+    run."""
 
     def say(text: str) -> None:
         if progress:
             print(f"bench instructions: {text}", file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="wsfinal-pycache-") as cache:
-        env = dict(child_env(), PYTHONPYCACHEPREFIX=cache)
-        for model in models:
-            say(f"{MODELS[model]}: native warm-up run ({setup.long_s:g} s simulated, writes the byte-code cache)")
-            run_child(child_argv(model, setup, setup.long_s), env, f"{MODELS[model]}, native warm-up run")
-        plan = [(m, d) for m in models for d in (setup.short_s, setup.long_s)]
+    env = child_env()
+    for model in models:
+        say(f"{MODELS[model]}: native check run ({setup.short_s:g} s simulated)")
+        run_child(child_argv(model, setup, setup.short_s), env, f"{MODELS[model]}, native check run")
+    plan = [(m, d) for m in models for d in (setup.short_s, setup.long_s)]
 
-        def one(i: int) -> Count:
-            model, duration = plan[i]
-            what = f"[{i + 1}/{len(plan)}] {MODELS[model]}, {duration:g} s simulated under callgrind"
-            say(f"{what}: started")
-            started = time.perf_counter()  # progress only
-            count = count_run(valgrind, model, setup, duration, env, what)
-            say(
-                f"{what}: {count.instructions:,} instructions, {count.requests:,} requests "
-                f"({time.perf_counter() - started:.0f} s wall)"
-            )
-            return count
+    def one(i: int) -> Count:
+        model, duration = plan[i]
+        what = f"[{i + 1}/{len(plan)}] {MODELS[model]}, {duration:g} s simulated under callgrind"
+        say(f"{what}: started")
+        started = time.perf_counter()  # progress only
+        count = count_run(valgrind, model, setup, duration, env, what)
+        say(
+            f"{what}: {count.instructions:,} instructions, {count.requests:,} requests "
+            f"({time.perf_counter() - started:.0f} s wall)"
+        )
+        return count
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = list(pool.map(one, range(len(plan))))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(one, range(len(plan))))
     return {m: (done[2 * i], done[2 * i + 1]) for i, m in enumerate(models)}
 
 
@@ -527,8 +521,8 @@ def main(args: argparse.Namespace) -> int:
 HELP = """\
 Each model of `wsfinal bench virtual` (the SimPy model, the plain callback chain, the wire floor and the full
 manager, on N M/M/1 nodes at utilisation R, strategy random, seed 1) runs in a child process under
-`valgrind --tool=callgrind` with PYTHONHASHSEED=0, once for a third of --duration and once for all of it, after one
-native run that writes the byte-code cache (into a temporary PYTHONPYCACHEPREFIX). Instructions per request =
+`valgrind --tool=callgrind` with PYTHONHASHSEED=0, one BLAS thread and no byte-code writes, once for a third of
+--duration and once for all of it. Instructions per request =
 (long - short run instructions) / (long - short run requests): interpreter start, imports and set-up cancel. The
 ratios are of requests per instruction (manager/SimPy = SimPy's instructions per request / the manager's), so they
 read like bench virtual's wall ratios: higher is faster. Instruction counts are a proxy for time (equal

@@ -378,7 +378,7 @@ def test_child_runs_are_counted_and_differenced(
         assert 0 < short["requests"] < long["requests"]
     assert doc["ratios"] == {"floor/simpy": 1.25}
     assert json.loads(out_file.read_text()) == doc
-    assert "wire floor: native warm-up run" in err and "[4/4]" in err and "requests (" in err
+    assert "wire floor: native check run" in err and "[4/4]" in err and "requests (" in err
 
 
 def test_a_failed_child_exits_1_with_its_stderr_tail(
@@ -393,7 +393,7 @@ def test_a_failed_child_exits_1_with_its_stderr_tail(
 
 def test_child_environment_and_command() -> None:
     env = ins.child_env()
-    assert env["PYTHONHASHSEED"] == "0" and "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONHASHSEED"] == "0" and env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
     argv = ins.child_argv("manager", ins.Setup(100, 0.5, 100.0, 0.5, 1.5), 0.5)
     assert argv == [sys.executable, "-m", "benchmarks.instructions", "manager", "100", "0.5", "100.0", "0.5", "1"]
