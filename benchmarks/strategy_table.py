@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "are wall-clock and depend on the machine). WHAT is one of: strategies (per-pick cost of every "
             "strategy at 10..10,000 connections, vs random.choice), manager (the full manager vs bare websockets, "
             "live on loopback, the exchange in its own process), virtual (the full manager in virtual time vs a "
-            "SimPy model, a bare callback chain and the wire floor). Each has its own --help. Exit codes: 0 ok, "
+            "SimPy model, a bare callback chain and the wire floor), instructions (the same models' instructions per "
+            "request under valgrind: independent of load, a CI gate). Each has its own --help. Exit codes: 0 ok, "
             "2 bad arguments."
         ),
     )
@@ -104,8 +105,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--number", type=int, default=20_000, help="picks per timed batch (default 20000)")
     p.add_argument("--repeat", type=int, default=7, help="timed batches; the median is shown (default 7)")
     p.set_defaults(func=run)
+    from .instructions import register_instructions
     from .manager_bench import register_manager
     from .virtual_bench import register_virtual
 
     register_manager(bench_sub)
     register_virtual(bench_sub)
+    register_instructions(bench_sub)

@@ -42,7 +42,7 @@ def test_every_command_states_its_exit_codes_the_same_way() -> None:
 def test_bench_help_names_every_benchmark() -> None:
     bench = _commands(build_parser())["bench"]
     whats = list(_commands(bench))
-    assert whats == ["strategies", "manager", "virtual"]
+    assert whats == ["strategies", "manager", "virtual", "instructions"]
     for what in whats:
         assert what in (bench.description or "")
 
