@@ -220,11 +220,8 @@ def _bench(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, st
     ("argv", "message"),
     [
         (["--duration", "0"], "--duration 0: need a positive"),
-        (["--duration", "nan"], "--duration nan"),
-        (["--nodes", "0"], "--nodes 0: need at least one"),
         (["--utilisation", "1"], "--utilisation 1: need 0 < R < 1"),
         (["--utilisation", "-0.2"], "--utilisation -0.2"),
-        (["--mu", "0"], "--mu 0: need a positive"),
         (["--jobs", "0"], "--jobs 0: need at least one"),
         (["--max-growth", "-1"], "--max-growth -1"),
         (["--baseline", "/nonexistent/base.json"], "baseline /nonexistent/base.json: cannot read it"),
@@ -236,6 +233,24 @@ def test_bad_arguments_exit_2_naming_the_option(
     code, out, err = _bench(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("wsfinal bench instructions: ") and message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--duration", "nan"], "argument --duration: must be a finite number, got nan"),
+        (["--nodes", "0"], "argument --nodes: must be >= 1, got 0"),
+        (["--mu", "0"], "argument --mu: must be > 0, got 0"),
+    ],
+)
+def test_ranges_checked_by_the_command_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The numeric ranges every subcommand shares are checked once by benchmarks/cli.py, before the command."""
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["bench", "instructions", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
