@@ -16,7 +16,7 @@ from hypothesis import strategies as hs
 
 from wsfinal.analytics import WebSocketAnalytics
 from wsfinal.config import ConnectionConfig, ConnectionType, IntegrationConfig
-from wsfinal.health import health_score
+from wsfinal.health import HealthInputs, health_breakdown, health_score
 from wsfinal.manager import WebSocketIntegrationManager
 from wsfinal.states import ConnectionState
 from wsfinal.store import InMemoryConnectionStore
@@ -272,3 +272,34 @@ def test_a_memoised_score_always_equals_a_fresh_one(ops: list[tuple[str, int, fl
         else:
             _apply(memo, memo_store, op, cid, v, t)
             _apply(fresh, fresh_store, op, cid, v, t)
+
+
+_LATENCY = hs.one_of(
+    hs.none(), hs.just(math.nan), hs.floats(0.0, 1e6, allow_nan=False), hs.sampled_from([0.0, 1e-9, 10.0, 80.0])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    latency=_LATENCY,
+    baseline=_LATENCY,
+    peer=_LATENCY,
+    error_rate=hs.one_of(hs.floats(0.0, 1e9, allow_nan=False), hs.just(math.inf)),
+    staleness=hs.one_of(hs.just(math.nan), hs.floats(-10.0, 1e6, allow_nan=False)),
+    stale_after=hs.floats(1e-6, 1e6),
+    reconnects=hs.integers(0, 1000),
+    state=hs.sampled_from(list(ConnectionState)),
+)
+def test_health_score_is_the_breakdowns_score(
+    latency: float | None,
+    baseline: float | None,
+    peer: float | None,
+    error_rate: float,
+    staleness: float,
+    stale_after: float,
+    reconnects: int,
+    state: ConnectionState,
+) -> None:
+    """health_score computes the score without health_breakdown's dictionaries: the very same float."""
+    inputs = HealthInputs(latency, baseline, peer, error_rate, staleness, stale_after, reconnects, state)
+    assert health_score(inputs) == health_breakdown(inputs)["score"]
