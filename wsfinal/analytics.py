@@ -334,7 +334,10 @@ class WebSocketAnalytics:
                 st.baseline.update(m.p50_latency_ms, now)
             per_type.setdefault(st.connection_type, []).append((st, m))
             new.append(m)
-            self._conn_history.setdefault(cid, deque(maxlen=self.max_connection_records)).append(m)
+            history = self._conn_history.get(cid)  # (not setdefault: that makes a deque per connection and interval)
+            if history is None:
+                history = self._conn_history[cid] = deque(maxlen=self.max_connection_records)
+            history.append(m)
         types = set(per_type) | {r.connection_type for r in records.values()}
         for ctype in sorted(types, key=lambda t: t.value):
             group = per_type.get(ctype, [])
@@ -343,7 +346,10 @@ class WebSocketAnalytics:
             n_active = sum(1 for r in in_store if self._is_active(r)) if self.store is not None else len(group)
             m = self._metrics(now, period, ctype, None, [s for s, _ in group], n_conn, n_active)
             new.append(m)
-            self._type_history.setdefault(ctype, deque(maxlen=self.max_records)).append(m)
+            type_history = self._type_history.get(ctype)
+            if type_history is None:
+                type_history = self._type_history[ctype] = deque(maxlen=self.max_records)
+            type_history.append(m)
         for st in self._conns.values():
             st.hist.clear()
             st.errors = st.messages = st.bytes = st.reconnects = 0
@@ -365,15 +371,19 @@ class WebSocketAnalytics:
         n_conn: int,
         n_active: int,
     ) -> PerformanceMetrics:
-        if len(stats) == 1:
-            hist = stats[0].hist
+        if len(stats) == 1:  # one connection's record (every connection, every interval): no sums to make
+            one = stats[0]
+            hist = one.hist
+            errors, messages, nbytes, reconnects = one.errors, one.messages, one.bytes, one.reconnects
         else:
             hist = LatencyHistogram(0.01)
             for s in stats:
                 if s.hist.count:
                     hist.merge(s.hist)
-        errors = sum(s.errors for s in stats)
-        messages = sum(s.messages for s in stats)
+            errors = sum(s.errors for s in stats)
+            messages = sum(s.messages for s in stats)
+            nbytes = sum(s.bytes for s in stats)
+            reconnects = sum(s.reconnects for s in stats)
         ops = hist.count if hist.count else messages
         p50, p95, p99 = hist.percentiles([50, 95, 99])
         return PerformanceMetrics(
@@ -391,8 +401,8 @@ class WebSocketAnalytics:
             error_rate=errors / (errors + ops) if errors + ops else 0.0,
             messages=messages,
             message_throughput=messages / period if period > 0 else 0.0,
-            bytes=sum(s.bytes for s in stats),
-            reconnects=sum(s.reconnects for s in stats),
+            bytes=nbytes,
+            reconnects=reconnects,
             connections=n_conn,
             active_connections=n_active,
         )
