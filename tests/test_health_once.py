@@ -181,6 +181,15 @@ def test_activity_at_the_same_time_ends_staleness_at_once(kind: str) -> None:
     assert again == health_score(a.health_inputs("a", 61.0)) > quiet
 
 
+def test_without_a_store_the_default_stale_limit_is_in_the_key() -> None:
+    a = WebSocketAnalytics(clock=lambda: 0.0)  # no store: the stale limit is analytics' stale_after_s
+    a.record_latency("a", TR, 10.0, now=1.0)
+    before = a.get_connection_health_score("a", 61.0)  # quiet 60 s: past the grace of a third of 90 s
+    a.stale_after_s = 600.0
+    after = a.get_connection_health_score("a", 61.0)
+    assert after == health_score(a.health_inputs("a", 61.0)) > before
+
+
 # one operation: (kind, connection index, value); kinds that move time advance it by value
 _OPS = hs.lists(
     hs.tuples(

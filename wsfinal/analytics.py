@@ -617,7 +617,9 @@ class WebSocketAnalytics:
             st.last_event,
             self._aggregations,
             rec,
-            None if rec is None else (rec.state, rec.last_activity, self._stale_after(rec), rec.latency_stale_after_s),
+            self.stale_after_s
+            if rec is None
+            else (rec.state, rec.last_activity, self._stale_after(rec), rec.latency_stale_after_s),
             ctype,
             self._peer_cache.get(ctype),
             self.peer_cache_s,
