@@ -170,6 +170,9 @@ class WebSocketAnalytics:
         self._interval_s = 60.0
         self.peer_cache_s = 1.0
         self._peer_cache: dict[ConnectionType, tuple[float, list[float], dict[str, float]]] = {}
+        #: Aggregations so far: part of the health-score memo's key (an aggregation resets the interval counters
+        #: and moves the baselines).
+        self._aggregations = 0
 
     # detector settings, kept on the anomaly monitor
     detector_warmup = property(lambda self: self._monitor.warmup)
@@ -249,6 +252,7 @@ class WebSocketAnalytics:
         st = self._conns.get(connection_id) or self._conn(connection_id, connection_type, t)
         st.ping_rtt_ms = rtt_ms
         st.ping_stamp = t
+        st.changes += 1  # for the health-score memo
 
     def ping_rtt_ms(self, connection_id: str) -> float:
         """The connection's last ping round trip (ms); NaN when none was recorded."""
@@ -307,6 +311,7 @@ class WebSocketAnalytics:
     def update_performance_metrics(self, now: float) -> list[PerformanceMetrics]:
         """Close the interval ending at ``now``: one record per connection with activity or in the store and
         one per connection type. Returns the new records (also kept, and queued for :meth:`detect_anomalies`)."""
+        self._aggregations += 1
         start = self._last_update if self._last_update is not None else self._first_event
         period = max(now - start, 1e-9) if start is not None else 0.0
         if self._last_update is not None and now > self._last_update:
@@ -329,7 +334,10 @@ class WebSocketAnalytics:
                 st.baseline.update(m.p50_latency_ms, now)
             per_type.setdefault(st.connection_type, []).append((st, m))
             new.append(m)
-            self._conn_history.setdefault(cid, deque(maxlen=self.max_connection_records)).append(m)
+            history = self._conn_history.get(cid)  # (not setdefault: that makes a deque per connection and interval)
+            if history is None:
+                history = self._conn_history[cid] = deque(maxlen=self.max_connection_records)
+            history.append(m)
         types = set(per_type) | {r.connection_type for r in records.values()}
         for ctype in sorted(types, key=lambda t: t.value):
             group = per_type.get(ctype, [])
@@ -338,7 +346,10 @@ class WebSocketAnalytics:
             n_active = sum(1 for r in in_store if self._is_active(r)) if self.store is not None else len(group)
             m = self._metrics(now, period, ctype, None, [s for s, _ in group], n_conn, n_active)
             new.append(m)
-            self._type_history.setdefault(ctype, deque(maxlen=self.max_records)).append(m)
+            type_history = self._type_history.get(ctype)
+            if type_history is None:
+                type_history = self._type_history[ctype] = deque(maxlen=self.max_records)
+            type_history.append(m)
         for st in self._conns.values():
             st.hist.clear()
             st.errors = st.messages = st.bytes = st.reconnects = 0
@@ -360,15 +371,19 @@ class WebSocketAnalytics:
         n_conn: int,
         n_active: int,
     ) -> PerformanceMetrics:
-        if len(stats) == 1:
-            hist = stats[0].hist
+        if len(stats) == 1:  # one connection's record (every connection, every interval): no sums to make
+            one = stats[0]
+            hist = one.hist
+            errors, messages, nbytes, reconnects = one.errors, one.messages, one.bytes, one.reconnects
         else:
             hist = LatencyHistogram(0.01)
             for s in stats:
                 if s.hist.count:
                     hist.merge(s.hist)
-        errors = sum(s.errors for s in stats)
-        messages = sum(s.messages for s in stats)
+            errors = sum(s.errors for s in stats)
+            messages = sum(s.messages for s in stats)
+            nbytes = sum(s.bytes for s in stats)
+            reconnects = sum(s.reconnects for s in stats)
         ops = hist.count if hist.count else messages
         p50, p95, p99 = hist.percentiles([50, 95, 99])
         return PerformanceMetrics(
@@ -386,8 +401,8 @@ class WebSocketAnalytics:
             error_rate=errors / (errors + ops) if errors + ops else 0.0,
             messages=messages,
             message_throughput=messages / period if period > 0 else 0.0,
-            bytes=sum(s.bytes for s in stats),
-            reconnects=sum(s.reconnects for s in stats),
+            bytes=nbytes,
+            reconnects=reconnects,
             connections=n_conn,
             active_connections=n_active,
         )
@@ -568,8 +583,48 @@ class WebSocketAnalytics:
         return WindowedLatency(value, n, quantile, window)
 
     def get_connection_health_score(self, connection_id: str, now: float | None = None) -> float:
-        """0-100 by the formula of :mod:`wsfinal.health` (100 = healthy)."""
-        return health_score(self.health_inputs(connection_id, now))
+        """0-100 by the formula of :mod:`wsfinal.health` (100 = healthy).
+
+        Memoised per connection: asked again at the same time with nothing changed (the balancer's health check
+        and the manager's overview or a runner's sample at the same tick), it returns the score it computed, not
+        a recomputation (the same number: every input is in :meth:`_health_memo_key`)."""
+        t = self._now(now)
+        st = self._conns.get(connection_id)
+        if st is None:  # known to the store only (or unknown: UnknownConnectionError): no memo
+            return health_score(self.health_inputs(connection_id, t))
+        memo = st.health_memo
+        if memo is not None and memo[0][0] == t and memo[0] == self._health_memo_key(st, connection_id, t):
+            return memo[1]
+        score = health_score(self.health_inputs(connection_id, t))
+        # the key is taken after the inputs: they may have refreshed the peer cache it holds
+        st.health_memo = (self._health_memo_key(st, connection_id, t), score)
+        return score
+
+    def _health_memo_key(self, st: ConnStats, connection_id: str, now: float) -> tuple[Any, ...]:
+        """Everything :meth:`health_inputs` reads for a connection with ``st`` at ``now``, or a counter that moves
+        when it changes: the connection's counters (``ConnStats.changes`` counts what they do not), the
+        aggregations (baseline, counters reset), the store's record (identity, state, last activity, the limits
+        read from it) and the peer-latency cache in use (at one ``now`` a cache once used is kept: it is replaced
+        only when older than ``peer_cache_s``, which is in the key too)."""
+        rec = self.store.get(connection_id) if self.store is not None else None
+        ctype = rec.connection_type if rec is not None else st.connection_type
+        return (
+            now,
+            st.hist.count,
+            st.errors,
+            st.reconnects,
+            st.changes,
+            st.last_event,
+            self._aggregations,
+            rec,
+            self.stale_after_s
+            if rec is None
+            else (rec.state, rec.last_activity, self._stale_after(rec), rec.latency_stale_after_s),
+            ctype,
+            self._peer_cache.get(ctype),
+            self.peer_cache_s,
+            self.health_latency_recent_s,
+        )
 
     def health_scorer(self, record: ConnectionRecord, now: float) -> float:
         """``balancer.health_scorer``: the score of a store record at ``now``."""

@@ -48,14 +48,20 @@ class ConnStats:
     baseline is the connection's median latency per interval, smoothed with a 10-minute time constant at each
     aggregation. The window and the EWMA take answered requests and timed-out ones (censored, see
     :func:`fold_censored`); the histogram answered ones only. Ping round trips are kept apart (``ping_rtt_ms``).
+
+    ``changes`` counts the changes no other field counts (censored samples, pings): with the interval counters
+    (``messages``, ``errors``, ``reconnects``, ``hist.count``) it tells whether anything changed since a health
+    score was memoised in ``health_memo`` (see ``WebSocketAnalytics.get_connection_health_score``).
     """
 
     __slots__ = (
         "baseline",
         "bytes",
+        "changes",
         "connection_type",
         "errors",
         "errors_w",
+        "health_memo",
         "hist",
         "last_event",
         "lat_ewma",
@@ -92,6 +98,8 @@ class ConnStats:
         self.last_event = -math.inf
         self.ping_rtt_ms = math.nan
         self.ping_stamp = -math.inf
+        self.changes = 0
+        self.health_memo: tuple[tuple[Any, ...], float] | None = None
 
 
 def _fold_ewma(st: ConnStats, latency_ms: float, t: float) -> None:
@@ -131,6 +139,7 @@ def fold_censored(st: ConnStats, elapsed_ms: float, t: float) -> None:
     recent-latency window and the EWMA, the signals that route and alert, so that a silent connection reads as
     slow rather than as "no data". Not into the histogram (answered latencies) nor the operation window (the
     timeout counts as an error there)."""
+    st.changes += 1  # no interval counter moves: tell the health-score memo
     st.lat_window.add(elapsed_ms, t)
     _fold_ewma(st, elapsed_ms, t)
     st.last_event = t

@@ -131,5 +131,25 @@ def health_breakdown(inputs: HealthInputs) -> dict[str, float]:
 
 
 def health_score(inputs: HealthInputs) -> float:
-    """The 0-100 score of the formula in this module's docstring (100 = healthy)."""
-    return health_breakdown(inputs)["score"]
+    """The 0-100 score of the formula in this module's docstring (100 = healthy).
+
+    :func:`health_breakdown`'s ``"score"``, without its dictionaries: analytics scores every connection at every
+    health check. The same penalties, weighted and summed by ``math.fsum`` (exactly rounded: the same float);
+    tests/test_health_once.py holds the two to equality."""
+    stale_limit = inputs.stale_after_s
+    grace = stale_limit / 3.0
+    staleness = inputs.staleness_s
+    if staleness != staleness:
+        staleness = 0.0
+    latency = inputs.latency_ms
+    w = WEIGHTS
+    lost = math.fsum(
+        (
+            w["latency_vs_self"] * _ratio_penalty(latency, inputs.baseline_latency_ms),
+            w["latency_vs_peers"] * _ratio_penalty(latency, inputs.peer_latency_ms),
+            w["error_rate"] * (1.0 - math.exp(-min(inputs.error_rate, 1e6) / ERROR_RATE_SCALE)),
+            w["staleness"] * _clamp01((staleness - grace) / (stale_limit - grace)),
+            w["reconnects"] * (1.0 - math.exp(-inputs.reconnects / RECONNECT_SCALE)),
+        )
+    )
+    return max(0.0, min(100.0, STATE_FACTOR[inputs.state] * (100.0 - lost)))
