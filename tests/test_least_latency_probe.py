@@ -191,7 +191,7 @@ def test_a_measured_fresh_connection_is_ranked_exactly_as_before_and_within_budg
     r: ConnectionRecord,
 ) -> None:
     new = least_latency_rank(r)
-    assert new == LeastLatency.measure(r)  # the inlined copy agrees with the documented function
+    assert new == LeastLatency.measure(r)  # the strategy ranks by the documented function
     fresh = not math.isnan(r.latency_ewma_ms) and not r.ping_stamp - r.latency_stamp >= r.latency_stale_after_s
     if fresh:
         assert new == old_rank(r) == r.latency_ewma_ms  # whatever its load and budget
